@@ -1,0 +1,13 @@
+"""fairseq_dlm: diffusion language models from pretrained XLM-R, as a fairseq plugin.
+
+Loaded by fairseq with ``--user-dir fairseq_dlm``; importing it registers the task
+``diffusion_lm``, the model ``xlmr_diffusion`` (+ arch presets), the criterion ``diffusion_lm``,
+the optimizer ``torch_adamw`` and the LR scheduler ``log_warmup_constant``.
+"""
+from . import compat
+
+compat.install()
+
+from . import criterions, models, optim, tasks  # noqa: E402,F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+from . import diffusion_lm  # noqa: F401

@@ -1,0 +1,3 @@
+from .prompt_response_dataset import PromptResponseDataset
+
+__all__ = ["PromptResponseDataset"]

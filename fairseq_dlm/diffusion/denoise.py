@@ -1,0 +1,174 @@
+"""One denoising step of the reparameterised sampler and of the ``cmlm`` baseline (SPEC §6.2).
+
+State per row: canvas ``x``, masked set ``M ⊆ D`` and scores ``σ`` (log-prob at commit time).
+Given the network's proposal ``(ŷ, ŝ)`` on the slots ``D`` and the number ``k`` of slots that
+must stay masked after the step, the reparameterised step is::
+
+    z   = ŝ on D, +1000 elsewhere            (stochasticX: z += X·r_s·g, g ~ Gumbel(0, 1))
+    Low = {i : z_i < sort(z)[k]}             (the k lowest; fewer on ties)
+    R   = Low (uncond)  |  Low ∩ {ŷ = x} ∩ {ŝ < σ} (cond)
+    (¬M ∩ R) ∪ (M ∩ Low): x ← <mask>, σ ← -inf
+    M \\ Low:             x ← ŷ,      σ ← ŝ
+    M ← (M ∩ Low) ∪ R
+"""
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+
+STRATEGIES = (
+    "reparam-uncond-deterministic-cosine",
+    "reparam-uncond-deterministic-linear",
+    "reparam-uncond-stochastic{X}-cosine",
+    "reparam-cond-deterministic-cosine",
+    "cmlm",
+)
+FAR = 1000.0
+
+
+class Strategy(NamedTuple):
+    """A parsed ``--decoding-strategy``."""
+
+    kind: str  # "reparam" | "cmlm"
+    cond: bool = False
+    noise_scale: float = 0.0  # X of stochasticX
+    schedule: str = "cosine"
+
+
+def parse_strategy(name: str) -> Strategy:
+    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>`` or ``cmlm``."""
+    if name == "cmlm":
+        return Strategy("cmlm", schedule="linear")
+    parts = name.split("-")
+    err = ValueError(
+        f"unknown decoding strategy {name!r}: expected "
+        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear> or cmlm"
+    )
+    if len(parts) != 4 or parts[0] != "reparam" or parts[1] not in ("uncond", "cond"):
+        raise err
+    if parts[3] not in ("cosine", "linear"):
+        raise err
+    if parts[2] == "deterministic":
+        scale = 0.0
+    elif parts[2].startswith("stochastic"):
+        try:
+            scale = float(parts[2][len("stochastic"):] or 1.0)
+        except ValueError:
+            raise err from None
+    else:
+        raise err
+    return Strategy("reparam", cond=parts[1] == "cond", noise_scale=scale, schedule=parts[3])
+
+
+class DecodeState(NamedTuple):
+    """Decoding state (all ``[B, W]``); each step returns ``state._replace(...)``."""
+
+    tokens: torch.Tensor  # canvas x
+    masked: torch.Tensor  # bool, M
+    scores: torch.Tensor  # float, σ
+    slots: torch.Tensor  # bool, D
+    step: int = 0
+    history: Optional[List[torch.Tensor]] = None
+
+
+def init_state(canvas: torch.Tensor, slots: torch.Tensor, keep_history: bool = False) -> DecodeState:
+    """``M = D``, ``σ = 0`` (SPEC §6.1)."""
+    scores = torch.zeros(canvas.shape, dtype=torch.float, device=canvas.device)
+    return DecodeState(canvas, slots.clone(), scores, slots, 0, [canvas.clone()] if keep_history else None)
+
+
+def propose(
+    logp: torch.Tensor, argmax: bool = True, temperature: float = 1.0, generator: Optional[torch.Generator] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(ŷ, ŝ)`` from ``logp`` ``[n, V]``: argmax, or ``ŷ ~ Cat(softmax(logp/τ))`` with ``ŝ = logp[ŷ]``."""
+    if argmax:
+        scores, tokens = logp.max(dim=-1)
+        return tokens, scores
+    probs = torch.softmax(logp / temperature, dim=-1)
+    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def gumbel_like(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Gumbel(0, 1) noise ``-log(-log(u + 1e-8) + 1e-8)`` shaped like ``x``."""
+    u = torch.rand(x.shape, device=x.device, generator=generator)
+    return -torch.log(-torch.log(u + 1e-8) + 1e-8)
+
+
+def lowest_k(z: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``[B, W]`` bool: ``z < sort(z)[k]`` per row (``k`` ``[B]``, 0-based order statistic)."""
+    cutoff = z.sort(dim=-1).values.gather(1, k.clamp(max=z.size(1) - 1).unsqueeze(1))
+    return z < cutoff
+
+
+def reparam_step(
+    state: DecodeState,
+    cand_tokens: torch.Tensor,
+    cand_scores: torch.Tensor,
+    k: torch.Tensor,
+    mask_idx: int,
+    cond: bool = False,
+    noise: Optional[torch.Tensor] = None,
+) -> DecodeState:
+    """One reparameterised step.
+
+    Args:
+        cand_tokens, cand_scores: ``[B, W]`` proposal ``ŷ, ŝ`` (read only on ``D``).
+        k: ``[B]`` slots to leave masked after the step.
+        noise: ``[B, W]`` already-scaled noise ``X·r_s·g`` for stochastic strategies.
+    """
+    x, masked, sigma, slots = state.tokens, state.masked, state.scores, state.slots
+    z = torch.where(slots, cand_scores.float(), torch.full_like(sigma, FAR))
+    if noise is not None:
+        z = z + noise
+    low = lowest_k(z, k) & slots
+    if cond:
+        remask = low & cand_tokens.eq(x) & (cand_scores < sigma)
+    else:
+        remask = low
+    to_mask = (~masked & remask) | (masked & low)
+    commit = masked & ~low
+    x = torch.where(commit, cand_tokens, x).masked_fill(to_mask, mask_idx)
+    sigma = torch.where(commit, cand_scores.float(), sigma).masked_fill(to_mask, float("-inf"))
+    masked = (masked & low) | remask
+    return _advance(state, x, masked, sigma)
+
+
+def cmlm_step(
+    state: DecodeState,
+    cand_tokens: torch.Tensor,
+    cand_scores: torch.Tensor,
+    step: int,
+    max_step: int,
+    uniform: torch.Tensor,
+) -> DecodeState:
+    """``cmlm``: each masked slot is unmasked with probability ``1/(S-s+1)`` and takes ``ŷ``.
+
+    ``uniform`` is ``[B, W]`` U(0,1) noise; at ``s = S`` every remaining slot is unmasked.
+    """
+    prob = 1.0 / (max_step - step + 1)
+    commit = state.masked & (uniform < prob)
+    x = torch.where(commit, cand_tokens, state.tokens)
+    sigma = torch.where(commit, cand_scores.float(), state.scores)
+    return _advance(state, x, state.masked & ~commit, sigma)
+
+
+def _advance(state: DecodeState, x, masked, sigma) -> DecodeState:
+    history = state.history
+    if history is not None:
+        history = history + [x.clone()]
+    return state._replace(tokens=x, masked=masked, scores=sigma, step=state.step + 1, history=history)
+
+
+def finalize(state: DecodeState, special: Tuple[int, ...]) -> List[Tuple[torch.Tensor, torch.Tensor, float]]:
+    """Per row ``(tokens, positional_scores, score)``: ``D`` minus ``special`` tokens, mean σ."""
+    out = []
+    for b in range(state.tokens.size(0)):
+        slot = state.slots[b]
+        toks, sc = state.tokens[b][slot], state.scores[b][slot]
+        keep = torch.ones_like(toks, dtype=torch.bool)
+        for sym in special:
+            keep &= toks.ne(sym)
+        toks, sc = toks[keep], sc[keep]
+        score = sc.mean().item() if toks.numel() > 0 else float("-inf")
+        out.append((toks, sc, score))
+    return out

@@ -1,0 +1,146 @@
+"""Building the HuggingFace XLM-R masked LM that serves as the diffusion backbone (SPEC §3).
+
+Three routes, all ending in an ``*ForMaskedLM`` whose vocabulary is exactly the task dictionary:
+
+* ``--pretrained DIR``: ``AutoModelForMaskedLM.from_pretrained(DIR)``, then the input embeddings
+  and the LM head (weight and bias) are gathered to the dictionary's symbols (vocabulary pruning);
+* no ``--pretrained``: a randomly initialised backbone from the arch preset's sizes;
+* a fairseq checkpoint: the backbone config saved in the checkpoint's task state (no weights
+  are read from disk; the checkpoint's state dict fills them).
+"""
+import logging
+import os
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .vocab import load_backbone_vocab, map_dictionary, report_missing
+
+logger = logging.getLogger(__name__)
+
+
+def _hf():
+    # transformers is imported lazily: it costs ~6 s and is only needed when a model is built
+    import transformers
+
+    return transformers
+
+
+def config_from_preset(cfg, vocab_size: int, pad: int):
+    """An ``XLMRobertaConfig`` (or ``XLMRobertaXLConfig``) from the arch preset's fields."""
+    tf = _hf()
+    cls = tf.XLMRobertaXLConfig if str(cfg.backbone) == "xlmr_xl" else tf.XLMRobertaConfig
+    return cls(
+        vocab_size=vocab_size,
+        hidden_size=cfg.encoder_embed_dim,
+        num_hidden_layers=cfg.encoder_layers,
+        num_attention_heads=cfg.encoder_attention_heads,
+        intermediate_size=cfg.encoder_ffn_embed_dim,
+        max_position_embeddings=cfg.max_positions + pad + 1,
+        type_vocab_size=1,
+        pad_token_id=pad,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
+
+
+def apply_runtime_options(config, cfg):
+    """Dropout and attention implementation from the fairseq model config."""
+    config.hidden_dropout_prob = cfg.dropout
+    config.attention_probs_dropout_prob = cfg.attention_dropout
+    config._attn_implementation = str(cfg.attn_implementation)
+    return config
+
+
+def model_from_config(config):
+    """A randomly initialised ``*ForMaskedLM`` for ``config``."""
+    tf = _hf()
+    cls = tf.XLMRobertaXLForMaskedLM if config.model_type == "xlm-roberta-xl" else tf.XLMRobertaForMaskedLM
+    return cls(config)
+
+
+def set_vocabulary(hf_model, embed: torch.Tensor, dec_weight: torch.Tensor, dec_bias: torch.Tensor, tie: bool):
+    """Install ``[V, H]`` embeddings and LM-head decoder weight/bias on ``hf_model``.
+
+    The decoder's bias and ``lm_head.bias`` become one parameter; with ``tie`` the decoder weight
+    *is* the embedding weight (full dictionary), otherwise they are separate (pruned, SPEC §2.2).
+    """
+    vocab, hidden = embed.shape
+    pad = hf_model.config.pad_token_id
+    emb = nn.Embedding(vocab, hidden, padding_idx=pad)
+    emb.weight = nn.Parameter(embed.detach().clone())
+    hf_model.base_model.embeddings.word_embeddings = emb
+    head = hf_model.lm_head
+    decoder = nn.Linear(hidden, vocab)
+    decoder.weight = emb.weight if tie else nn.Parameter(dec_weight.detach().clone())
+    decoder.bias = nn.Parameter(dec_bias.detach().clone())
+    head.decoder = decoder
+    head.bias = decoder.bias
+    hf_model.config.vocab_size = vocab
+    hf_model.config.tie_word_embeddings = tie
+
+
+def load_pretrained(pretrained: str, symbols, cfg):
+    """``(hf_model, tie)`` from a local HF directory, vocabulary gathered to ``symbols``."""
+    if not os.path.isdir(pretrained):
+        raise FileNotFoundError(
+            f"--pretrained {pretrained!r} is not a directory; pass a local HuggingFace model directory "
+            "(config.json, model.safetensors or pytorch_model.bin, and sentencepiece.bpe.model or "
+            "tokenizer.json), e.g. one written by save_pretrained()"
+        )
+    if not os.path.isfile(os.path.join(pretrained, "config.json")):
+        raise FileNotFoundError(f"--pretrained {pretrained!r} has no config.json; it is not a HuggingFace model directory")
+    tf = _hf()
+    vocab = load_backbone_vocab(pretrained)
+    config = apply_runtime_options(tf.AutoConfig.from_pretrained(pretrained), cfg)
+    hf_model = tf.AutoModelForMaskedLM.from_pretrained(pretrained, config=config, dtype=torch.float32)
+    rows, missing = map_dictionary(symbols, vocab)
+    report_missing(missing, len(symbols), pretrained)
+    full_vocab = hf_model.base_model.embeddings.word_embeddings.weight.size(0)
+    if int(rows.max()) >= full_vocab:
+        raise ValueError(
+            f"the tokenizer files in {pretrained} name ids up to {int(rows.max())} but the model's "
+            f"embedding has {full_vocab} rows: tokenizer and weights do not belong together"
+        )
+    identity = len(symbols) <= full_vocab and torch.equal(rows, torch.arange(len(symbols)))
+    head = hf_model.lm_head
+    with torch.no_grad():
+        set_vocabulary(
+            hf_model,
+            hf_model.base_model.embeddings.word_embeddings.weight[rows],
+            head.decoder.weight[rows],
+            head.bias[rows],
+            tie=identity,
+        )
+    logger.info(
+        "backbone %s: %d of %d vocabulary rows kept (%s embeddings)",
+        pretrained, len(symbols), full_vocab, "tied" if identity else "untied, pruned",
+    )
+    return hf_model
+
+
+def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
+    """The ``*ForMaskedLM`` for the task dictionary ``symbols`` (see the module docstring)."""
+    tf = _hf()
+    if saved_config is not None:
+        cls = tf.XLMRobertaXLConfig if saved_config.get("model_type") == "xlm-roberta-xl" else tf.XLMRobertaConfig
+        config = apply_runtime_options(cls.from_dict(saved_config), cfg)
+        if config.vocab_size != len(symbols):
+            return None  # the caller reports the dictionary mismatch
+        hf_model = model_from_config(config)
+        tie = bool(config.tie_word_embeddings)
+        set_vocabulary(hf_model, *_vocab_params(hf_model), tie=tie)
+        return hf_model
+    if cfg.pretrained:
+        return load_pretrained(cfg.pretrained, symbols, cfg)
+    config = apply_runtime_options(config_from_preset(cfg, len(symbols), pad), cfg)
+    hf_model = model_from_config(config)
+    set_vocabulary(hf_model, *_vocab_params(hf_model), tie=True)
+    return hf_model
+
+
+def _vocab_params(hf_model):
+    head = hf_model.lm_head
+    return hf_model.base_model.embeddings.word_embeddings.weight, head.decoder.weight, head.bias

@@ -1,0 +1,149 @@
+"""``xlmr_diffusion``: a pretrained XLM-R masked LM used as an encoder-only diffusion LM (SPEC §3).
+
+There is no timestep input and no new parameter: the network sees the partially masked
+sequence ``[<s>, prompt…, response (some <mask>)…, </s>]`` with full bidirectional attention
+(``attention_mask = tokens != pad``, positions from ``pad+1``) and predicts the original token at
+the positions it is asked about.  Logits are computed only there (``positions``).
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+
+from .backbone import build_backbone
+from .vocab import dictionary_fingerprint
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_CHOICES = ChoiceEnum(["xlmr", "xlmr_xl"])
+
+
+@dataclass
+class XLMRDiffusionConfig(FairseqDataclass):
+    pretrained: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "local HuggingFace directory of an XLM-R masked LM (config.json, weights, "
+            "sentencepiece.bpe.model or tokenizer.json); its sizes override the arch preset. "
+            "Without it the backbone is initialised randomly from the preset"
+        },
+    )
+    backbone: BACKBONE_CHOICES = field(
+        default="xlmr", metadata={"help": "HF model class: xlmr (post-LN, base/large) or xlmr_xl (pre-LN, XL/XXL)"}
+    )
+    encoder_layers: int = field(default=12, metadata={"help": "number of transformer layers (random init)"})
+    encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size (random init)"})
+    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (random init)"})
+    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward size (random init)"})
+    max_positions: int = field(
+        default=512, metadata={"help": "tokens per sequence incl. <s> and </s> (random init; XLM-R: 512)"}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "hidden dropout"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "attention-probability dropout"})
+    checkpoint_activations: bool = field(
+        default=False, metadata={"help": "gradient checkpointing of the backbone layers (saves memory)"}
+    )
+    attn_implementation: ChoiceEnum(["sdpa", "eager"]) = field(
+        default="sdpa", metadata={"help": "HF attention implementation"}
+    )
+
+
+@register_model("xlmr_diffusion", dataclass=XLMRDiffusionConfig)
+class XLMRDiffusionModel(BaseFairseqModel):
+    """The diffusion LM.  ``self.hf`` is the HF ``*ForMaskedLM`` (exportable with ``save_pretrained``)."""
+
+    def __init__(self, cfg: XLMRDiffusionConfig, hf_model, dictionary):
+        super().__init__()
+        self.cfg = cfg
+        self.hf = hf_model
+        self.pad = dictionary.pad()
+        if cfg.checkpoint_activations:
+            hf_model.gradient_checkpointing_enable()
+
+    @classmethod
+    def build_model(cls, cfg: XLMRDiffusionConfig, task):
+        dictionary = task.source_dictionary
+        symbols = list(dictionary.symbols)
+        saved = task.saved_backbone_state() if hasattr(task, "saved_backbone_state") else None
+        if saved is not None:
+            task.check_dictionary(saved, symbols)
+            hf_model = build_backbone(cfg, symbols, dictionary.pad(), saved_config=saved["config"])
+        else:
+            hf_model = build_backbone(cfg, symbols, dictionary.pad())
+            if hasattr(task, "record_backbone_state"):
+                task.record_backbone_state(
+                    {"config": hf_model.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
+                     "dictionary_size": len(symbols)}
+                )
+        return cls(cfg, hf_model, dictionary)
+
+    def max_positions(self):
+        """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
+        return self.hf.config.max_position_embeddings - self.pad - 1
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` tokens → ``[B, L, H]`` final hidden states (bidirectional, pad keys masked)."""
+        out = self.hf.base_model(input_ids=tokens, attention_mask=tokens.ne(self.pad).long())
+        return out.last_hidden_state
+
+    def output_layer(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head (dense → GELU → LayerNorm → decoder + bias): ``[..., H]`` → ``[..., V]``."""
+        return self.hf.lm_head(hidden)
+
+    def forward(self, tokens: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits ``[n, V]`` at ``positions`` (``[B, L]`` bool, ``n = positions.sum()``, row-major
+        order), or ``[B, L, V]`` at every position when ``positions`` is None."""
+        hidden = self.features(tokens)
+        if positions is not None:
+            hidden = hidden[positions]
+        return self.output_layer(hidden)
+
+
+def _set(args, name, value):
+    # argparse leaves unset model flags as None (fairseq deletes dataclass defaults so presets apply)
+    if getattr(args, name, None) is None:
+        setattr(args, name, value)
+
+
+def _preset(args, layers, dim, heads, ffn, backbone="xlmr"):
+    _set(args, "encoder_layers", layers)
+    _set(args, "encoder_embed_dim", dim)
+    _set(args, "encoder_attention_heads", heads)
+    _set(args, "encoder_ffn_embed_dim", ffn)
+    _set(args, "backbone", backbone)
+    _set(args, "max_positions", 512)
+    _set(args, "dropout", 0.1)
+    _set(args, "attention_dropout", 0.1)
+
+
+@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_base")
+def xlmr_diffusion_base(args):
+    """XLM-R BASE: 12 layers × 768, 12 heads, FFN 3072 (``xlm-roberta-base``)."""
+    _preset(args, 12, 768, 12, 3072)
+
+
+@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_tiny")
+def xlmr_diffusion_tiny(args):
+    """2 layers × 64, 4 heads, FFN 128: for tests."""
+    _preset(args, 2, 64, 4, 128)
+
+
+@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_large")
+def xlmr_diffusion_large(args):
+    """XLM-R LARGE: 24 layers × 1024, 16 heads, FFN 4096 (``xlm-roberta-large``)."""
+    _preset(args, 24, 1024, 16, 4096)
+
+
+@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_xl")
+def xlmr_diffusion_xl(args):
+    """XLM-R XL: 36 layers × 2560, 32 heads, FFN 10240, pre-LN (``facebook/xlm-roberta-xl``)."""
+    _preset(args, 36, 2560, 32, 10240, backbone="xlmr_xl")
+
+
+@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_xxl")
+def xlmr_diffusion_xxl(args):
+    """XLM-R XXL: 48 layers × 4096, 32 heads, FFN 16384, pre-LN (``facebook/xlm-roberta-xxl``)."""
+    _preset(args, 48, 4096, 32, 16384, backbone="xlmr_xl")

@@ -1,0 +1,183 @@
+"""``--task diffusion_lm``: prompted language-pair data for diffusion LMs (SPEC §2).
+
+Reads ``fairseq-preprocess --joined-dictionary`` output (``dict.{S,T}.txt``,
+``{split}.{S}-{T}.{S|T}.{bin,idx}``), adds ``<mask>`` to the dictionary when it is missing,
+serves :class:`~fairseq_dlm.data.PromptResponseDataset` batches, drops (and logs) examples
+longer than the model's positions, and builds the :class:`~fairseq_dlm.generator.DiffusionGenerator`.
+The backbone's HF config and a fingerprint of the dictionary travel in the checkpoint's task
+state, so decoding needs neither the ``--pretrained`` directory nor guesswork about vocabularies.
+"""
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from argparse import Namespace
+
+import numpy as np
+from fairseq import utils
+from fairseq.data import Dictionary, data_utils, indexed_dataset
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
+
+from ..data import PromptResponseDataset
+from ..generator import DiffusionGenerationConfig, DiffusionGenerator
+from ..models.vocab import dictionary_fingerprint
+
+logger = logging.getLogger(__name__)
+
+MASK = "<mask>"
+
+
+@dataclass
+class DiffusionLMConfig(DiffusionGenerationConfig, TranslationConfig):
+    seed: int = II("common.seed")
+    eval_bleu_args: str = field(
+        default='{"iter_decode_max_iter": 10}',
+        metadata={"help": "generation args for --eval-bleu as JSON (validation decodes with oracle length)"},
+    )
+
+
+def _load_dictionary(path: str) -> Dictionary:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no dictionary at {path}: binarize the data with `fairseq-preprocess --joined-dictionary "
+            f"--destdir {os.path.dirname(path) or '.'} ...` (it writes dict.<lang>.txt)"
+        )
+    return Dictionary.load(path)
+
+
+@register_task("diffusion_lm", dataclass=DiffusionLMConfig)
+class DiffusionLMTask(TranslationTask):
+    """Prompt → response generation with a diffusion LM (one joined dictionary)."""
+
+    cfg: DiffusionLMConfig
+
+    def __init__(self, cfg: DiffusionLMConfig, dictionary: Dictionary):
+        super().__init__(cfg, dictionary, dictionary)
+        self.dictionary = dictionary
+        self.mask_idx = dictionary.index(MASK)
+        self._restoring = False
+
+    @classmethod
+    def setup_task(cls, cfg: DiffusionLMConfig, **kwargs):
+        paths = utils.split_paths(cfg.data or "")
+        if not paths or not os.path.isdir(paths[0]):
+            raise FileNotFoundError(f"data directory {cfg.data!r} does not exist; pass the fairseq-preprocess --destdir")
+        if cfg.source_lang is None or cfg.target_lang is None:
+            cfg.source_lang, cfg.target_lang = data_utils.infer_language_pair(paths[0])
+        if cfg.source_lang is None or cfg.target_lang is None:
+            raise ValueError(f"could not infer the language pair in {paths[0]}; pass --source-lang and --target-lang")
+        src_path = os.path.join(paths[0], f"dict.{cfg.source_lang}.txt")
+        tgt_path = os.path.join(paths[0], f"dict.{cfg.target_lang}.txt")
+        dictionary = _load_dictionary(src_path)
+        if os.path.isfile(tgt_path) and _load_dictionary(tgt_path).symbols != dictionary.symbols:
+            raise ValueError(
+                f"{src_path} and {tgt_path} differ: the diffusion LM needs one joined dictionary; "
+                "re-run fairseq-preprocess with --joined-dictionary (or --srcdict/--tgtdict of the same file)"
+            )
+        if MASK not in dictionary.indices:
+            dictionary.add_symbol(MASK)
+        logger.info("dictionary: %d types (%s, <mask> = %d)", len(dictionary), src_path, dictionary.index(MASK))
+        return cls(cfg, dictionary)
+
+    # ------------------------------------------------------------------ data
+    def _split_prefix(self, data_path: str, split: str) -> str:
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        for a, b in ((src, tgt), (tgt, src)):
+            prefix = os.path.join(data_path, f"{split}.{a}-{b}.")
+            if indexed_dataset.dataset_exists(prefix + src, impl=self.cfg.dataset_impl):
+                return prefix
+        raise FileNotFoundError(
+            f"split {split!r} not found in {data_path} (looked for {split}.{src}-{tgt}.{src}.bin/.idx); "
+            "binarize it with fairseq-preprocess --trainpref/--validpref/--testpref"
+        )
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        paths = utils.split_paths(self.cfg.data)
+        if split != self.cfg.train_subset:
+            paths = paths[:1]
+        data_path = paths[(epoch - 1) % len(paths)]
+        prefix = self._split_prefix(data_path, split)
+        sides = {}
+        for lang in (self.cfg.source_lang, self.cfg.target_lang):
+            bin_path = prefix + lang + ".bin"
+            empty = os.path.isfile(bin_path) and os.path.getsize(bin_path) == 0  # mmap cannot open it
+            ds = None if empty else data_utils.load_indexed_dataset(prefix + lang, self.dictionary, self.cfg.dataset_impl)
+            if empty or (ds is not None and len(ds) == 0):
+                raise ValueError(
+                    f"split {split!r} is empty ({bin_path} has no examples); check the text file "
+                    "given to fairseq-preprocess"
+                )
+            if ds is None:
+                raise FileNotFoundError(f"missing {prefix + lang}.bin/.idx for split {split!r}")
+            sides[lang] = ds
+        src, tgt = sides[self.cfg.source_lang], sides[self.cfg.target_lang]
+        logger.info("%s: %d examples from %s*", split, len(src), prefix)
+        self.datasets[split] = PromptResponseDataset(
+            src, src.sizes, self.dictionary, tgt, tgt.sizes,
+            shuffle=(split == self.cfg.train_subset), seed=self.cfg.seed,
+        )
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        return PromptResponseDataset(src_tokens, src_lengths, self.dictionary, shuffle=False)
+
+    def max_positions(self):
+        return None  # the model's positions decide (resolve_max_positions takes the minimum)
+
+    def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):
+        """Drop examples whose ``[<s>, prompt, response, </s>]`` exceeds ``max_positions`` (logged)."""
+        if max_positions is None:
+            return indices
+        limit = max_positions if isinstance(max_positions, int) else min(
+            m for m in np.atleast_1d(max_positions) if m is not None
+        )
+        sizes = dataset.sizes[indices]
+        too_long = sizes > limit
+        if too_long.any():
+            name = next((k for k, v in self.datasets.items() if v is dataset), "<inference>")
+            logger.warning(
+                "%d of %d examples of split %r are longer than %d tokens (prompt + response + 2) and are "
+                "skipped; first ids: %s. Shorten the prompts or raise the model's positions",
+                int(too_long.sum()), len(indices), name, limit, indices[too_long][:10].tolist(),
+            )
+            if too_long.all():
+                raise ValueError(f"every example of split {name!r} is longer than {limit} tokens; nothing to do")
+        return indices[~too_long]
+
+    # ----------------------------------------------------------- model state
+    def build_model(self, cfg, from_checkpoint=False):
+        self._restoring = from_checkpoint
+        try:
+            return super().build_model(cfg, from_checkpoint)
+        finally:
+            self._restoring = False
+
+    def record_backbone_state(self, state: dict) -> None:
+        """Keep the backbone's HF config and dictionary fingerprint in the checkpoint's task state."""
+        self.state.merge_state_dict({"backbone": state})
+
+    def saved_backbone_state(self):
+        """The backbone state of the checkpoint being loaded, or None when building afresh."""
+        if not self._restoring:
+            return None
+        return self.state.state_dict.get("backbone")
+
+    def check_dictionary(self, saved: dict, symbols) -> None:
+        """Fail clearly when the data's dictionary is not the one the checkpoint was trained with."""
+        if saved.get("dictionary") == dictionary_fingerprint(symbols):
+            return
+        path = os.path.join(utils.split_paths(self.cfg.data)[0], f"dict.{self.cfg.source_lang}.txt")
+        raise ValueError(
+            f"dictionary mismatch: the checkpoint was trained with a dictionary of {saved.get('dictionary_size')} "
+            f"symbols, but {path} (+<mask>) has {len(symbols)} symbols"
+            + (" with different entries" if saved.get("dictionary_size") == len(symbols) else "")
+            + ". Decode with the data folder (dict.*.txt) that the model was trained on, or binarize your "
+            "data with fairseq-preprocess --srcdict <that dict.txt> --joined-dictionary"
+        )
+
+    # ------------------------------------------------------------ generation
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        if isinstance(args, Namespace) and getattr(args, "oracle_length", None) is None and self.cfg.eval_bleu:
+            args.oracle_length = True  # in-training validation decodes with oracle length (SPEC §6.3)
+        return DiffusionGenerator.from_args(self.target_dictionary, args, self.cfg)

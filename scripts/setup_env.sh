@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One-command environment setup for fairseq_dlm (see ../shared/docs/ENVIRONMENT.md §2).
+# Creates ./.venv with torch (CPU wheel pinned), fairseq-fixed built without build isolation,
+# the pinned dependencies, removes torchaudio (it breaks transformers), and installs this
+# plugin in editable mode.  Usage:  bash scripts/setup_env.sh [VENV_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${1:-.venv}
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip
+# 1) torch and build requirements first (B3: an isolated build would pull a CUDA torch)
+$PIP install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools wheel
+# 2) fairseq-fixed compiled against the installed torch, plus the pinned stack
+$PIP install -q --no-build-isolation fairseq-fixed==0.12.3.1 hydra-core==1.3.2 omegaconf==2.3.0 \
+    transformers==5.24.0 sacrebleu==2.6.0 sentencepiece==0.2.3 rouge-score==0.1.2 \
+    scikit-learn protobuf pytest pytest-timeout
+# 3) torchaudio is pulled by fairseq-fixed but breaks `import transformers` (B2)
+$PIP uninstall -q -y torchaudio || true
+# 4) the plugin itself
+$PIP install -q --no-deps -e .
+"$VENV/bin/python" -c "import torch, fairseq, transformers, sentencepiece, sacrebleu; \
+print('torch', torch.__version__, '| fairseq', fairseq.__version__, '| transformers', transformers.__version__)"
+echo "environment ready: source $VENV/bin/activate"

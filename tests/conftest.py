@@ -1,0 +1,125 @@
+"""Shared fixtures: tiny corpora, a tiny SentencePiece model, a tiny HF XLM-R directory, and a
+runner for the real fairseq command-line tools of this environment."""
+import os
+import random
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = str(REPO / "fairseq_dlm")
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+warnings.filterwarnings("ignore", category=UserWarning, module="hydra")
+
+# A tiny "German → English" lexicon: word-by-word translation is learnable and tokenizes into
+# several SentencePiece pieces per word.
+LEXICON = {
+    "der": "the", "hund": "dog", "katze": "cat", "mann": "man", "frau": "woman", "kind": "child",
+    "sieht": "sees", "hat": "has", "mag": "likes", "einen": "a", "ball": "ball", "apfel": "apple",
+    "roten": "red", "kleinen": "small", "grossen": "big", "blauen": "blue", "vogel": "bird",
+}
+SUBJECTS = ["der hund", "der mann", "die frau", "das kind", "die katze"]
+LEXICON.update({"die": "the", "das": "the"})
+PROMPT = "Translate the German sentence to English. German: {src} English:"
+
+
+def cli(tool: str, *args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``fairseq-<tool>`` of this environment; on failure show the end of its output."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+    proc = subprocess.run(
+        [str(BIN / f"fairseq-{tool}"), *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fairseq-{tool} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def german_sentences(n: int, seed: int):
+    rng = random.Random(seed)
+    objs = ["einen ball", "einen apfel", "einen vogel", "einen roten ball", "einen kleinen apfel",
+            "einen grossen vogel", "einen blauen ball"]
+    verbs = ["sieht", "hat", "mag"]
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(verbs)} {rng.choice(objs)}" for _ in range(n)]
+
+
+def translate(de: str) -> str:
+    return " ".join(LEXICON[w] for w in de.split())
+
+
+@pytest.fixture(scope="session")
+def spm_model(tmp_path_factory) -> Path:
+    """A tiny unigram SentencePiece model (ids: <unk>=0 <s>=1 </s>=2, as XLM-R's)."""
+    import sentencepiece as spm
+
+    d = tmp_path_factory.mktemp("spm")
+    text = d / "text.txt"
+    lines = german_sentences(400, 0)
+    lines += [translate(s) for s in lines] + [PROMPT.format(src="")] * 20
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(d / "spm"), vocab_size=90, model_type="unigram",
+        character_coverage=1.0, hard_vocab_limit=False, bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2,
+    )
+    return d / "spm.model"
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory, spm_model) -> Path:
+    """A tiny random HF XLM-R masked LM saved with ``save_pretrained`` + its SentencePiece model."""
+    import shutil
+
+    import sentencepiece as spm
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    d = tmp_path_factory.mktemp("tiny_xlmr")
+    size = spm.SentencePieceProcessor(model_file=str(spm_model)).get_piece_size()
+    torch.manual_seed(0)
+    cfg = XLMRobertaConfig(
+        vocab_size=size + 2, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=258, pad_token_id=1, type_vocab_size=1,
+    )
+    XLMRobertaForMaskedLM(cfg).save_pretrained(d)
+    shutil.copy(spm_model, d / "sentencepiece.bpe.model")
+    return d
+
+
+def encode_lines(spm_model: Path, lines):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    return [" ".join(sp.encode(line, out_type=str)) for line in lines]
+
+
+def write_split(raw: Path, split: str, src_lines, tgt_lines, src="de", tgt="en"):
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / f"{split}.{src}").write_text("".join(line + "\n" for line in src_lines), encoding="utf-8")
+    (raw / f"{split}.{tgt}").write_text("".join(line + "\n" for line in tgt_lines), encoding="utf-8")
+
+
+def preprocess(raw: Path, dest: Path, splits=("train", "valid", "test"), src="de", tgt="en", *extra):
+    flags = {"train": "--trainpref", "valid": "--validpref", "test": "--testpref"}
+    args = ["--source-lang", src, "--target-lang", tgt, "--destdir", dest, "--joined-dictionary", "--workers", 1]
+    for s in splits:
+        args += [flags[s], raw / s]
+    cli("preprocess", *args, *extra)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def translation_data(tmp_path_factory, spm_model) -> Path:
+    """SentencePiece-encoded prompted toy translation data binarized by fairseq-preprocess."""
+    root = tmp_path_factory.mktemp("toy_mt")
+    raw = root / "raw"
+    for split, n, seed in (("train", 300, 1), ("valid", 20, 2), ("test", 12, 3)):
+        de = german_sentences(n, seed)
+        write_split(raw, split, encode_lines(spm_model, [PROMPT.format(src=s) for s in de]),
+                    encode_lines(spm_model, [translate(s) for s in de]))
+    return preprocess(raw, root / "bin")

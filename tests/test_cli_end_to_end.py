@@ -1,0 +1,138 @@
+"""The real fairseq command-line tools, end to end, on tiny data and a tiny pretrained backbone."""
+import re
+
+import pytest
+import torch
+
+from conftest import USER_DIR, cli, encode_lines, preprocess, write_split
+
+TRAIN = ["--user-dir", USER_DIR, "--task", "diffusion_lm", "--criterion", "diffusion_lm", "--cpu",
+         "--optimizer", "torch_adamw", "--lr", "1e-3", "--max-tokens", 2000, "--log-format", "simple",
+         "--log-interval", 1, "--no-epoch-checkpoints", "--seed", 1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, translation_data, tiny_pretrained):
+    save = tmp_path_factory.mktemp("ckpt")
+    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--pretrained", tiny_pretrained,
+               "--max-update", 6, "--save-dir", save)
+    return save, proc
+
+
+def _generate(data, ckpt, *extra, check=True):
+    return cli("generate", data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", ckpt, "--cpu",
+               "--batch-size", 8, "--gen-subset", "test", *extra, check=check)
+
+
+def test_train_logs_metrics_and_saves(trained):
+    save, proc = trained
+    log = proc.stdout + proc.stderr
+    assert re.search(r"train_inner .*loss=[\d.]+, nll_loss=[\d.]+, accuracy=[\d.]+", log)
+    assert "valid on 'valid' subset" in log
+    assert (save / "checkpoint_last.pt").exists() and (save / "checkpoint_best.pt").exists()
+    assert "kept (untied, pruned embeddings)" in log, "the tiny dictionary is a pruned subset of the backbone vocabulary"
+    state = torch.load(save / "checkpoint_last.pt", weights_only=False)
+    assert state["task_state"]["backbone"]["config"]["num_hidden_layers"] == 2
+    assert state["optimizer_history"][-1]["num_updates"] == 6
+
+
+def test_generate_prints_hypotheses_and_bleu(trained, translation_data, tmp_path):
+    save, _ = trained
+    proc = _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 5,
+                     "--scoring", "sacrebleu", "--post-process", "sentencepiece", "--results-path", tmp_path)
+    out = (tmp_path / "generate-test.txt").read_text()
+    hyps = re.findall(r"^H-(\d+)\t(-?[\d.]+|-inf)\t(.*)$", out, re.M)
+    assert len(hyps) == 12
+    srcs = dict(re.findall(r"^S-(\d+)\t(.*)$", out, re.M))
+    assert all(s.startswith("Translate the German sentence") and s.endswith("English:") for s in srcs.values())
+    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", out, re.M))
+    for i, _, h in hyps:  # oracle length: as many pieces as the reference
+        assert "<mask>" not in h
+    assert re.search(r"BLEU = [\d.]+ ", out)
+    assert len(refs) == 12
+
+
+def test_retain_iter_history_and_print_step(trained, translation_data, tmp_path):
+    save, _ = trained
+    _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 4,
+              "--retain-iter-history", "--print-step", "--results-path", tmp_path)
+    out = (tmp_path / "generate-test.txt").read_text()
+    steps = re.findall(r"^E-0_(\d+)\t(.*)$", out, re.M)
+    assert [int(s) for s, _ in steps] == [0, 1, 2, 3, 4]
+    assert steps[0][1].split() and set(steps[0][1].split()) == {"<mask>"}, "step 0 is the all-mask canvas"
+    assert "<mask>" not in steps[-1][1]
+    counts = [h.split().count("<mask>") for _, h in steps]
+    assert counts == sorted(counts, reverse=True) and counts[-1] == 0
+    assert re.search(r"^I-0\t4$", out, re.M)
+
+
+def test_reload_checkpoint_without_pretrained_dir(trained, translation_data, tiny_pretrained, tmp_path):
+    """The checkpoint carries the backbone config: decoding works after the HF directory is gone."""
+    import shutil
+
+    save, _ = trained
+    moved = tmp_path / "moved"
+    shutil.move(str(tiny_pretrained), moved)
+    try:
+        proc = _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 2)
+        assert re.search(r"^H-\d+\t", proc.stdout, re.M)
+    finally:
+        shutil.move(str(moved), tiny_pretrained)
+
+
+def test_decoding_without_length_source_is_a_clear_error(trained, translation_data):
+    save, _ = trained
+    proc = _generate(translation_data, save / "checkpoint_last.pt", check=False)
+    assert proc.returncode != 0
+    assert "--oracle-length" in proc.stderr
+
+
+def test_dictionary_mismatch_is_a_clear_error(trained, tmp_path, spm_model):
+    save, _ = trained
+    raw = tmp_path / "raw"
+    lines = encode_lines(spm_model, ["der hund", "die katze sieht"])
+    write_split(raw, "train", lines, lines[::-1])
+    write_split(raw, "test", lines, lines[::-1])
+    other = preprocess(raw, tmp_path / "bin", ("train", "test"))
+    proc = _generate(other, save / "checkpoint_last.pt", "--oracle-length", check=False)
+    assert proc.returncode != 0
+    assert "dictionary mismatch" in proc.stderr and str(other / "dict.de.txt") in proc.stderr
+
+
+def test_missing_pretrained_dir(translation_data, tmp_path):
+    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--pretrained",
+               tmp_path / "no_such_model", "--max-update", 1, "--save-dir", tmp_path / "ck", check=False)
+    assert proc.returncode != 0
+    assert "no_such_model" in proc.stderr and "is not a directory" in proc.stderr
+
+
+def test_data_folder_without_dictionary(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = cli("train", tmp_path / "empty", *TRAIN, "--source-lang", "de", "--target-lang", "en",
+               "--arch", "xlmr_diffusion_tiny", "--max-update", 1, "--save-dir", tmp_path / "ck", check=False)
+    assert proc.returncode != 0
+    assert "no dictionary at" in proc.stderr and "dict.de.txt" in proc.stderr
+
+
+def test_long_prompts_are_filtered_and_logged(tmp_path):
+    raw = tmp_path / "raw"
+    short = ["a b c"] * 30
+    src = short[:-2] + ["x " * 40, "y " * 50]
+    write_split(raw, "train", src, short)
+    write_split(raw, "valid", ["a b"] * 3, ["a"] * 3)
+    data = preprocess(raw, tmp_path / "bin", ("train", "valid"))
+    proc = cli("train", data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-positions", 32,
+               "--max-update", 2, "--save-dir", tmp_path / "ck")
+    log = proc.stdout + proc.stderr
+    assert re.search(r"2 of 30 examples of split 'train' are longer than 32 tokens", log)
+
+
+def test_empty_split_is_a_clear_error(tmp_path):
+    raw = tmp_path / "raw"
+    write_split(raw, "train", ["a b c"] * 5, ["a"] * 5)
+    write_split(raw, "valid", [], [])
+    data = preprocess(raw, tmp_path / "bin", ("train", "valid"))
+    proc = cli("train", data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-update", 1,
+               "--save-dir", tmp_path / "ck", check=False)
+    assert proc.returncode != 0
+    assert "split 'valid' is empty" in proc.stderr
