@@ -32,17 +32,19 @@ class DiffusionGenerationConfig(FairseqDataclass):
         },
     )
     argmax_decoding: bool = field(
-        default=False, metadata={"help": "force argmax proposals (the default unless --sampling is given)"}
+        default=False, metadata={"help": "force argmax proposals whatever --decoding-temperature says"}
     )
     decoding_temperature: float = field(
-        default=1.0, metadata={"help": "temperature of the proposals with --sampling"}
+        default=0.0,
+        metadata={"help": "0 = argmax proposals (the paper's evaluations); τ > 0 samples ŷ ~ Cat(softmax(logp/τ))"},
     )
     oracle_length: bool = field(
         default=False,
         metadata={"help": "give each canvas the reference response length (evaluation shortcut)"},
     )
     mbr: int = field(
-        default=1, metadata={"help": "sampled candidates per length (keep the best mean log-prob); needs --sampling"}
+        default=1,
+        metadata={"help": "sampled candidates per length (keep the best mean log-prob); needs --decoding-temperature > 0"},
     )
     suppress_special_tokens: bool = field(
         default=False, metadata={"help": "never propose <s>, </s>, <pad>, <unk> or madeupword* symbols"}
@@ -64,7 +66,8 @@ class DiffusionGenerator:
         dictionary: the task dictionary (``<mask>`` included).
         max_iter: ``S``, denoising steps per canvas (``--iter-decode-max-iter``).
         strategy: ``--decoding-strategy``.
-        sampling, temperature: sample proposals ``ŷ ~ Cat(softmax(logp/τ))`` instead of argmax.
+        sampling, temperature: sample proposals ``ŷ ~ Cat(softmax(logp/τ))`` instead of argmax
+            (``--decoding-temperature τ > 0``).
         oracle_length: canvas length from ``sample["target"]``.
         retain_history: return every step's response canvas (``--retain-iter-history``).
     """
@@ -84,7 +87,7 @@ class DiffusionGenerator:
         if max_iter < 1:
             raise ValueError(f"--iter-decode-max-iter must be ≥ 1, got {max_iter}")
         if mbr > 1 and not sampling:
-            raise ValueError("--mbr > 1 only makes sense with --sampling (argmax candidates are identical)")
+            raise ValueError("--mbr > 1 needs sampling (--decoding-temperature > 0): argmax candidates are identical")
         self.dictionary = dictionary
         self.pad, self.bos, self.eos = dictionary.pad(), dictionary.bos(), dictionary.eos()
         self.mask = dictionary.index("<mask>")
@@ -104,8 +107,8 @@ class DiffusionGenerator:
     @classmethod
     def from_args(cls, dictionary, args, task_cfg=None):
         """Build from fairseq's generation config (or a Namespace) plus the task's decoding options."""
-        sampling = bool(_opt(args, None, "sampling", False)) and not _opt(args, task_cfg, "argmax_decoding", False)
-        temperature = _opt(args, task_cfg, "decoding_temperature", 1.0)
+        temperature = float(_opt(args, task_cfg, "decoding_temperature", 0.0))
+        sampling = temperature > 0 and not _opt(args, task_cfg, "argmax_decoding", False)
         return cls(
             dictionary,
             max_iter=_opt(args, None, "iter_decode_max_iter", 10),

@@ -136,3 +136,46 @@ def test_empty_split_is_a_clear_error(tmp_path):
                "--save-dir", tmp_path / "ck", check=False)
     assert proc.returncode != 0
     assert "split 'valid' is empty" in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [
+    ["--decoding-strategy", "reparam-cond-stochastic1.0-linear", "--decoding-temperature", 0.7, "--mbr", 2],
+    ["--decoding-strategy", "cmlm"],
+    ["--decoding-strategy", "reparam-uncond-deterministic-linear", "--autocast-bf16", "--suppress-special-tokens"],
+])
+def test_generation_options(trained, translation_data, extra, tmp_path):
+    save, _ = trained
+    _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 3,
+              "--results-path", tmp_path, *extra)
+    out = (tmp_path / "generate-test.txt").read_text()
+    hyps = re.findall(r"^H-\d+\t\S+\t(.*)$", out, re.M)
+    refs = re.findall(r"^T-\d+\t(.*)$", out, re.M)
+    assert len(hyps) == 12 and "<mask>" not in out.split("Generate")[0]
+    if "--suppress-special-tokens" in extra:
+        assert not any("<unk>" in h or "madeupword" in h for h in hyps)
+
+
+def test_bad_strategy_is_a_clear_error(trained, translation_data):
+    save, _ = trained
+    proc = _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length",
+                     "--decoding-strategy", "reparam-sometimes", check=False)
+    assert proc.returncode != 0 and "unknown decoding strategy 'reparam-sometimes'" in proc.stderr
+
+
+def test_resume_training_and_bf16_autocast(trained, translation_data, tiny_pretrained, tmp_path):
+    import shutil
+
+    save, _ = trained
+    resumed = tmp_path / "resumed"
+    shutil.copytree(save, resumed)
+    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-update", 8,
+               "--save-dir", resumed, check=False)  # forgot --pretrained: a different backbone
+    assert proc.returncode != 0 and "does not fit the model built from the command line" in proc.stderr
+    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--pretrained", tiny_pretrained,
+               "--max-update", 8, "--save-dir", resumed, "--autocast-bf16")
+    log = proc.stdout + proc.stderr
+    assert re.search(r"Loaded checkpoint .*checkpoint_last.pt \(epoch \d+ @ 6 updates\)", log)
+    assert re.search(r"num_updates=8\b", log)
+    state = torch.load(resumed / "checkpoint_last.pt", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == 8
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())

@@ -16,7 +16,8 @@ Worked example (P = 2, M = 3, one pad)::
     prompt_mask = [ 1   1  1  0  0  0   0    0 ]
 
 ``ordered_indices`` draws a fresh permutation every epoch (seed + epoch) before the stable
-length sort, so batches are recomposed each epoch rather than replayed.
+length sort; with the task's ``rebuild_batches`` fairseq calls it every epoch, so batches are
+recomposed each epoch rather than replayed (SPEC §2.4).
 """
 import logging
 
@@ -74,10 +75,6 @@ class PromptResponseDataset(FairseqDataset):
 
     def size(self, index):
         return int(self.sizes[index])
-
-    @property
-    def can_reuse_epoch_itr_across_epochs(self):
-        return not self.shuffle
 
     def set_epoch(self, epoch):
         self.epoch = epoch

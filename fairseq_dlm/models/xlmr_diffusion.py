@@ -80,6 +80,24 @@ class XLMRDiffusionModel(BaseFairseqModel):
                 )
         return cls(cfg, hf_model, dictionary)
 
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading, with a clear message when the checkpoint's shapes differ from this model."""
+        own = self.state_dict()
+        diff = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state_dict.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        if diff:
+            raise ValueError(
+                "the checkpoint does not fit the model built from the command line ("
+                + "; ".join(diff[:3])
+                + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+                + "). Resume or fine-tune with the same --arch/--pretrained (and data dictionary) "
+                "the checkpoint was trained with"
+            )
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
     def max_positions(self):
         """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
         return self.hf.config.max_position_embeddings - self.pad - 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from argparse import Namespace
 
 import numpy as np
+import torch
 from fairseq import utils
 from fairseq.data import Dictionary, data_utils, indexed_dataset
 from fairseq.tasks import register_task
@@ -32,6 +33,22 @@ MASK = "<mask>"
 @dataclass
 class DiffusionLMConfig(DiffusionGenerationConfig, TranslationConfig):
     seed: int = II("common.seed")
+    rebuild_batches: bool = field(
+        default=True,
+        metadata={
+            "help": "recompose training batches every epoch from a fresh permutation (seed + epoch); "
+            "on by default, passing the flag turns it off (batches are then built once and only "
+            "their order is shuffled)"
+        },
+    )
+    autocast_bf16: bool = field(
+        default=False,
+        metadata={
+            "help": "run forward passes under torch.autocast(bfloat16), weights and optimizer in fp32 "
+            "(as HF Trainer --bf16); works in fairseq-train/-generate on GPU and CPU. fairseq's own "
+            "--bf16 implies --tpu in this fairseq fork and fails on GPUs"
+        },
+    )
     eval_bleu_args: str = field(
         default='{"iter_decode_max_iter": 10}',
         metadata={"help": "generation args for --eval-bleu as JSON (validation decodes with oracle length)"},
@@ -175,6 +192,23 @@ class DiffusionLMTask(TranslationTask):
             + ". Decode with the data folder (dict.*.txt) that the model was trained on, or binarize your "
             "data with fairseq-preprocess --srcdict <that dict.txt> --joined-dictionary"
         )
+
+    # ------------------------------------------------------------ precision
+    def _autocast(self, model):
+        device = next(model.parameters()).device
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        with self._autocast(model):
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def valid_step(self, sample, model, criterion):
+        with self._autocast(model):
+            return super().valid_step(sample, model, criterion)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        with self._autocast(models[0]):
+            return super().inference_step(generator, models, sample, prefix_tokens, constraints)
 
     # ------------------------------------------------------------ generation
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
