@@ -18,7 +18,7 @@ $PIP install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools wheel
 # 2) fairseq-fixed compiled against the installed torch, plus the pinned stack
 $PIP install -q --no-build-isolation fairseq-fixed==0.12.3.1 hydra-core==1.3.2 omegaconf==2.3.0 \
     transformers==5.24.0 sacrebleu==2.6.0 sentencepiece==0.2.3 rouge-score==0.1.2 \
-    scikit-learn protobuf pytest pytest-timeout
+    scikit-learn protobuf fairscale==0.4.13 pytest pytest-timeout
 # 3) torchaudio is pulled by fairseq-fixed but breaks `import transformers` (B2)
 $PIP uninstall -q -y torchaudio || true
 # 4) the plugin itself

@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from .backbone import build_backbone
@@ -62,6 +63,11 @@ class XLMRDiffusionModel(BaseFairseqModel):
         self.pad = dictionary.pad()
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
+        # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
+        # each layer becomes its own FSDP unit; elsewhere fsdp_wrap returns the layer unchanged
+        layers = hf_model.base_model.encoder.layer
+        for i in range(len(layers)):
+            layers[i] = fsdp_wrap(layers[i])
 
     @classmethod
     def build_model(cls, cfg: XLMRDiffusionConfig, task):
