@@ -1,23 +1,30 @@
 """Parallel iterative decoding for ``fairseq-generate --task diffusion_lm`` (SPEC §6).
 
-The generator builds canvases ``[<s>, prompt…, <mask>×L, </s>]``, runs ``S`` reparameterised
-(or ``cmlm``) denoising steps over the response slots, and returns fairseq-style hypotheses
-(``tokens``, ``score``, ``positional_scores``, ``steps``, ``history``).  The math lives in
-:mod:`fairseq_dlm.diffusion`; this module only moves tensors between fairseq and it.
+The generator builds canvases ``[<s>, prompt…, <mask>×L, </s>]`` (``L`` from the reference with
+``--oracle-length``, else the top ``--iter-decode-with-beam`` lengths of the length head), runs
+the denoising steps over the response slots, and keeps each example's candidate with the best
+mean log-probability.  The math lives in :mod:`fairseq_dlm.diffusion`; this module only moves
+tensors between fairseq and it.  Every per-example quantity (length, ``N``, ``k``, random draws,
+early exit, selection) is computed per row, so hypotheses do not depend on the batch.
 """
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import torch
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .diffusion.denoise import cmlm_step, finalize, gumbel_like, init_state, parse_strategy, propose, reparam_step
-from .diffusion.layout import build_canvas
-from .diffusion.schedules import mask_rate, num_masked_after_step
+from .diffusion.blocks import BlockSchedule
+from .diffusion.denoise import cmlm_step, finalize, init_state, parse_strategy, reparam_step, threshold_step
+from .diffusion.layout import build_canvas, prompt_tokens
+from .diffusion.length import candidate_lengths, select_best
+from .diffusion.rng import RowRandom
+from .diffusion.schedules import mask_rate
 
 logger = logging.getLogger(__name__)
+
+PROPOSAL, NOISE, UNMASK = 1, 2, 3  # purposes of per-row random draws
 
 
 @dataclass
@@ -28,7 +35,7 @@ class DiffusionGenerationConfig(FairseqDataclass):
         default="reparam-uncond-deterministic-cosine",
         metadata={
             "help": "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear> (X = noise "
-            "scale, e.g. stochastic1.0), or cmlm"
+            "scale, e.g. stochastic1.0), threshold (confidence-threshold parallel decoding) or cmlm"
         },
     )
     argmax_decoding: bool = field(
@@ -49,6 +56,20 @@ class DiffusionGenerationConfig(FairseqDataclass):
     suppress_special_tokens: bool = field(
         default=False, metadata={"help": "never propose <s>, </s>, <pad>, <unk> or madeupword* symbols"}
     )
+    early_exit: ChoiceEnum(["exact", "none"]) = field(
+        default="exact",
+        metadata={
+            "help": "exact: a row skips the forward pass while its canvas and masked set did not change and "
+            "k stays the same (lossless; deterministic strategies only); none: always run every step "
+            "(also implied by --iter-decode-force-max-iter)"
+        },
+    )
+    confidence_threshold: float = field(
+        default=0.9, metadata={"help": "with --decoding-strategy threshold: commit masked slots with p ≥ this"}
+    )
+    block_length: int = field(
+        default=0, metadata={"help": "semi-autoregressive decoding in blocks of this many slots (0 = off)"}
+    )
 
 
 def _opt(args, cfg, name, default=None):
@@ -66,10 +87,11 @@ class DiffusionGenerator:
         dictionary: the task dictionary (``<mask>`` included).
         max_iter: ``S``, denoising steps per canvas (``--iter-decode-max-iter``).
         strategy: ``--decoding-strategy``.
-        sampling, temperature: sample proposals ``ŷ ~ Cat(softmax(logp/τ))`` instead of argmax
-            (``--decoding-temperature τ > 0``).
+        sampling, temperature: sample proposals ``ŷ ~ Cat(softmax(logp/τ))`` instead of argmax.
         oracle_length: canvas length from ``sample["target"]``.
+        length_beam: predicted lengths decoded per example (``--iter-decode-with-beam``).
         retain_history: return every step's response canvas (``--retain-iter-history``).
+        seed: seeds the per-row random streams (``--seed``).
     """
 
     def __init__(
@@ -80,14 +102,23 @@ class DiffusionGenerator:
         sampling: bool = False,
         temperature: float = 1.0,
         oracle_length: bool = False,
+        length_beam: int = 1,
         mbr: int = 1,
         retain_history: bool = False,
         suppress_special_tokens: bool = False,
+        early_exit: str = "exact",
+        confidence_threshold: float = 0.9,
+        block_length: int = 0,
+        seed: int = 1,
     ):
         if max_iter < 1:
             raise ValueError(f"--iter-decode-max-iter must be ≥ 1, got {max_iter}")
         if mbr > 1 and not sampling:
             raise ValueError("--mbr > 1 needs sampling (--decoding-temperature > 0): argmax candidates are identical")
+        if length_beam < 1:
+            raise ValueError(f"--iter-decode-with-beam must be ≥ 1, got {length_beam}")
+        if not 0 < confidence_threshold <= 1:
+            raise ValueError(f"--confidence-threshold must be in (0, 1], got {confidence_threshold}")
         self.dictionary = dictionary
         self.pad, self.bos, self.eos = dictionary.pad(), dictionary.bos(), dictionary.eos()
         self.mask = dictionary.index("<mask>")
@@ -96,19 +127,25 @@ class DiffusionGenerator:
         self.max_iter = max_iter
         self.strategy = parse_strategy(strategy)
         self.sampling, self.temperature = sampling, temperature
-        self.oracle_length = oracle_length
-        self.mbr = mbr
+        self.oracle_length, self.length_beam, self.mbr = oracle_length, length_beam, mbr
         self.retain_history = retain_history
+        self.deterministic = not sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
+        self.early_exit = str(early_exit) == "exact" and self.deterministic
+        self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
         self.banned = [self.mask]
         if suppress_special_tokens:
             self.banned += [self.bos, self.eos, self.pad, dictionary.unk()]
             self.banned += [i for i, s in enumerate(dictionary.symbols) if s.startswith("madeupword")]
+        self.stats = {"sentences": 0, "nfe": 0}
 
     @classmethod
     def from_args(cls, dictionary, args, task_cfg=None):
         """Build from fairseq's generation config (or a Namespace) plus the task's decoding options."""
         temperature = float(_opt(args, task_cfg, "decoding_temperature", 0.0))
         sampling = temperature > 0 and not _opt(args, task_cfg, "argmax_decoding", False)
+        early_exit = _opt(args, task_cfg, "early_exit", "exact")
+        if _opt(args, None, "iter_decode_force_max_iter", False):
+            early_exit = "none"
         return cls(
             dictionary,
             max_iter=_opt(args, None, "iter_decode_max_iter", 10),
@@ -116,91 +153,193 @@ class DiffusionGenerator:
             sampling=sampling,
             temperature=temperature,
             oracle_length=_opt(args, task_cfg, "oracle_length", False),
+            length_beam=_opt(args, None, "iter_decode_with_beam", 1),
             mbr=_opt(args, task_cfg, "mbr", 1),
             retain_history=bool(_opt(args, None, "retain_iter_history", False)),
             suppress_special_tokens=_opt(args, task_cfg, "suppress_special_tokens", False),
+            early_exit=early_exit,
+            confidence_threshold=_opt(args, task_cfg, "confidence_threshold", 0.9),
+            block_length=_opt(args, task_cfg, "block_length", 0),
+            seed=_opt(args, task_cfg, "seed", 1),
         )
 
-    def response_lengths(self, sample) -> torch.Tensor:
-        """``[B]`` canvas lengths: the reference's ``|y|`` (oracle length)."""
-        if not self.oracle_length:
-            raise ValueError(
-                "this model has no length predictor yet: decode with --oracle-length "
-                "(canvas length = reference length)"
-            )
+    # --------------------------------------------------------------- lengths
+    def oracle_lengths(self, sample) -> torch.Tensor:
+        """``[B]`` the reference's ``|y|``."""
         target = sample.get("target")
         if target is None:
             raise ValueError("--oracle-length needs reference targets, but this data has none")
         special = target.eq(self.pad) | target.eq(self.eos) | target.eq(self.bos)
         return (~special).sum(dim=1)
 
-    def log_probs(self, models, tokens: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """``[n, V]`` float32 log-probs at the slots, ``<mask>`` (and banned symbols) at ``-inf``;
+    def candidates(self, models, sample):
+        """``(lengths [R], owner [R], used_length_head)``: the canvases to decode."""
+        src = sample["net_input"]["src_tokens"]
+        room = models[0].max_positions() - 1 - src.ne(self.pad).sum(dim=1)  # canvas = 1+P + L + 1
+        if (room < 1).any():
+            ids = sample.get("id")
+            bad = (ids if ids is not None else torch.arange(src.size(0), device=src.device))[room < 1].tolist()
+            raise ValueError(
+                f"the prompts of example ids {bad[:10]} leave no room for a response within the model's "
+                f"{models[0].max_positions()} positions; shorten them"
+            )
+        if self.oracle_length:
+            lengths = torch.minimum(self.oracle_lengths(sample), room)
+            return lengths, torch.arange(src.size(0), device=src.device), False
+        logits = models[0].predict_length(prompt_tokens(src, self.pad, self.bos, self.eos))
+        lengths, owner = candidate_lengths(logits, self.length_beam, room)
+        return lengths, owner, True
+
+    # --------------------------------------------------------------- network
+    def log_probs(self, models, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``[n, V]`` float32 log-probs at ``positions``, ``<mask>`` (and banned symbols) at ``-inf``;
         an ensemble averages probabilities."""
         out = []
         for model in models:
-            logits = model(tokens, positions=slots).float()
+            logits = model(tokens, positions=positions).float()
             logits[:, self.banned] = float("-inf")
             out.append(torch.log_softmax(logits, dim=-1))
         if len(out) == 1:
             return out[0]
         return torch.logsumexp(torch.stack(out), dim=0) - math.log(len(out))
 
+    def propose(self, logp, rng, rows: List[int], counts: List[int], step: int):
+        """``(ŷ, ŝ)`` ``[n]``: argmax, or inverse-CDF sampling with one per-row uniform per slot."""
+        if not self.sampling:
+            scores, tokens = logp.max(dim=-1)
+            return tokens, scores
+        probs = torch.softmax(logp / self.temperature, dim=-1)
+        cdf = probs.cumsum(dim=-1)
+        u = rng.uniform(rows, counts, step, PROPOSAL, logp.device).unsqueeze(1) * cdf[:, -1:]
+        tokens = torch.searchsorted(cdf, u).squeeze(1).clamp(max=logp.size(1) - 1)
+        return tokens, logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
+
+    def _slot_noise(self, rng, rows, domain, step, purpose):
+        """``[R, W]`` U(0,1) on ``domain`` of ``rows`` from per-row streams (zeros elsewhere)."""
+        out = torch.zeros(domain.shape, device=domain.device)
+        sub = domain[rows]
+        u = rng.uniform(rows.tolist(), sub.sum(dim=1).tolist(), step, purpose, domain.device)
+        out[rows] = torch.zeros(sub.shape, device=domain.device).masked_scatter(sub, u)
+        return out
+
+    # -------------------------------------------------------------- decoding
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **kwargs) -> List[List[dict]]:
-        """One hypothesis list per example of ``sample`` (the best candidate first)."""
+        """One hypothesis list per example of ``sample`` (the best candidate)."""
         if prefix_tokens is not None or constraints is not None:
             raise NotImplementedError("--prefix-size and --constraints are not supported by diffusion decoding")
         for m in models:
             m.eval()
-        src_tokens = sample["net_input"]["src_tokens"]
-        lengths = self.response_lengths(sample)
-        bsz, ncand = src_tokens.size(0), self.mbr
-        if ncand > 1:
-            src_tokens = src_tokens.repeat_interleave(ncand, dim=0)
-            lengths = lengths.repeat_interleave(ncand, dim=0)
-        canvas, slots = build_canvas(src_tokens, lengths, self.pad, self.bos, self.eos, self.mask)
-        state = self.denoise(models, init_state(canvas, slots, keep_history=self.retain_history))
+        src = sample["net_input"]["src_tokens"]
+        ids = sample.get("id")
+        if ids is None:  # fairseq-interactive passes no ids
+            ids = torch.arange(src.size(0), device=src.device)
+        lengths, owner, predicted = self.candidates(models, sample)
+        cand = _cumcount(owner.tolist())
+        if self.mbr > 1:
+            lengths, owner = lengths.repeat_interleave(self.mbr), owner.repeat_interleave(self.mbr)
+            cand = [c * self.mbr + j for c in cand for j in range(self.mbr)]
+        canvas, slots = build_canvas(src[owner], lengths, self.pad, self.bos, self.eos, self.mask)
+        rng = RowRandom(self.seed, ids[owner].tolist(), cand)
+        state, used = self.denoise(models, init_state(canvas, slots, keep_history=self.retain_history), rng)
         finals = finalize(state, (self.pad, self.bos, self.eos))
-        return [self._best(state, finals, b, ncand) for b in range(bsz)]
+        owners = owner.tolist()
+        best = select_best([f[2] for f in finals], owners, src.size(0))
+        nfe = [0] * src.size(0)
+        for r, b in enumerate(owners):
+            nfe[b] += int(used[r])
+        hypos = []
+        for b in range(src.size(0)):
+            nfe[b] += int(predicted)
+            hypos.append([self._hypo(state, finals, best[b], int(used[best[b]]), nfe[b])])
+        self.stats["sentences"] += src.size(0)
+        self.stats["nfe"] += sum(nfe)
+        return hypos
 
-    def denoise(self, models, state):
-        """Run ``S`` steps on ``state`` (a :class:`~fairseq_dlm.diffusion.denoise.DecodeState`)."""
-        strat, steps = self.strategy, self.max_iter
-        num_slots = state.slots.sum(dim=1)
-        for step in range(1, steps + 1):
-            if not state.slots.any():
-                break
-            logp = self.log_probs(models, state.tokens, state.slots)
-            y, s = propose(logp, argmax=not self.sampling, temperature=self.temperature)
-            cand_tokens = state.tokens.masked_scatter(state.slots, y)
-            cand_scores = torch.zeros_like(state.scores).masked_scatter(state.slots, s)
-            if strat.kind == "cmlm":
-                uniform = torch.rand(state.tokens.shape, device=state.tokens.device)
-                state = cmlm_step(state, cand_tokens, cand_scores, step, steps, uniform)
+    def denoise(self, models, state, rng):
+        """Run every planned step on ``state``; returns ``(state, forward passes per row [R])``."""
+        strat = self.strategy
+        schedule = "cosine" if strat.kind == "threshold" else strat.schedule
+        plans = BlockSchedule(state.slots, self.max_iter, self.block_length, schedule)
+        used = torch.zeros(state.slots.size(0), dtype=torch.long, device=state.slots.device)
+        changed = torch.ones_like(used, dtype=torch.bool)
+        prev_key = torch.full_like(used, -1)
+        for step in range(1, plans.total_steps + 1):
+            plan = plans.plan(step)
+            active = plan.valid & (plan.domain & state.masked).any(dim=1) if strat.kind != "reparam" else plan.valid
+            if self.early_exit:
+                active = active & (changed | plan.key.ne(prev_key))
+            prev_key = plan.key
+            if not active.any():
+                state = state._replace(step=step, history=_extend(state.history, state.tokens))
+                changed = torch.zeros_like(changed)
                 continue
-            k = num_masked_after_step(num_slots, step, steps, strat.schedule)
-            noise = None
-            if strat.noise_scale > 0:
-                noise = strat.noise_scale * mask_rate(step, steps, strat.schedule) * gumbel_like(state.scores)
-            state = reparam_step(state, cand_tokens, cand_scores, k, self.mask, cond=strat.cond, noise=noise)
-        return state
+            new = self._step(models, state._replace(history=None), plan, active, rng, step)
+            keep = active.unsqueeze(1)
+            tokens = torch.where(keep, new.tokens, state.tokens)
+            masked = torch.where(keep, new.masked, state.masked)
+            changed = (tokens != state.tokens).any(dim=1) | (masked != state.masked).any(dim=1)
+            state = state._replace(
+                tokens=tokens, masked=masked, scores=torch.where(keep, new.scores, state.scores),
+                step=step, history=_extend(state.history, tokens),
+            )
+            used += active.long()
+        return state, used
 
-    def _best(self, state, finals, b, ncand) -> List[dict]:
-        rows = range(b * ncand, (b + 1) * ncand)
-        best = max(rows, key=lambda r: (finals[r][2], -r))  # ties go to the lowest index
-        tokens, pos_scores, score = finals[best]
+    def _step(self, models, state, plan, active, rng, step):
+        """One step for the ``active`` rows (forward pass on those rows' domain slots only)."""
+        rows = active.nonzero().squeeze(1)
+        sub_tokens, sub_domain = state.tokens[rows], plan.domain[rows]
+        logp = self.log_probs(models, sub_tokens, sub_domain)
+        y, s = self.propose(logp, rng, rows.tolist(), sub_domain.sum(dim=1).tolist(), step)
+        cand_tokens, cand_scores = state.tokens.clone(), torch.zeros_like(state.scores)
+        cand_tokens[rows] = sub_tokens.masked_scatter(sub_domain, y)
+        cand_scores[rows] = torch.zeros_like(state.scores[rows]).masked_scatter(sub_domain, s.float())
+        kind = self.strategy.kind
+        if kind == "cmlm":
+            uniform = self._slot_noise(rng, rows, plan.domain, step, UNMASK)
+            return cmlm_step(state, cand_tokens, cand_scores, plan.local_step, plan.local_total, uniform, plan.domain)
+        if kind == "threshold":
+            return threshold_step(state, cand_tokens, cand_scores, plan.k, self.threshold, plan.domain)
+        noise = None
+        if self.strategy.noise_scale > 0:
+            u = self._slot_noise(rng, rows, plan.domain, step, NOISE)
+            rate = torch.tensor(
+                [mask_rate(int(s), int(t), self.strategy.schedule) for s, t in zip(plan.local_step, plan.local_total)],
+                device=u.device,
+            )
+            gumbel = -torch.log(-torch.log(u + 1e-8) + 1e-8)
+            noise = self.strategy.noise_scale * rate.unsqueeze(1) * gumbel * plan.domain
+        return reparam_step(state, cand_tokens, cand_scores, plan.k, self.mask, self.strategy.cond, noise, plan.domain)
+
+    def _hypo(self, state, finals, row, steps, nfe) -> dict:
+        tokens, pos_scores, score = finals[row]
         eos = tokens.new_tensor([self.eos])
         hypo = {
             "tokens": torch.cat([tokens, eos]),
             "score": torch.tensor(score),
             "positional_scores": torch.cat([pos_scores, pos_scores.new_zeros(1)]),
             "alignment": None,
-            "steps": state.step,
+            "steps": steps,
+            "nfe": nfe,
         }
         if state.history is not None:
-            slot = state.slots[best]
+            slot = state.slots[row]
             hypo["history"] = [
-                {"tokens": torch.cat([h[best][slot], eos]), "steps": i} for i, h in enumerate(state.history)
+                {"tokens": torch.cat([h[row][slot], eos]), "steps": i} for i, h in enumerate(state.history)
             ]
-        return [hypo]
+        return hypo
+
+
+def _cumcount(owner: List[int]) -> List[int]:
+    """The index of each row among the rows of its example (rows of an example are contiguous)."""
+    out, prev, n = [], None, 0
+    for b in owner:
+        n = n + 1 if b == prev else 0
+        out.append(n)
+        prev = b
+    return out
+
+
+def _extend(history, tokens):
+    return None if history is None else history + [tokens.clone()]

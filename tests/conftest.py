@@ -123,3 +123,55 @@ def translation_data(tmp_path_factory, spm_model) -> Path:
         write_split(raw, split, encode_lines(spm_model, [PROMPT.format(src=s) for s in de]),
                     encode_lines(spm_model, [translate(s) for s in de]))
     return preprocess(raw, root / "bin")
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny diffusion LM trained on a learnable task (reverse random symbol strings), shared by the
+# learning test and the decoding tests, plus its length stage.
+REVERSE_ALPHABET = list("abcdefghijklmnop")
+REVERSE_TEMPLATE = "reverse : {src} ="
+REVERSE_TRAIN = ["--user-dir", USER_DIR, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_tiny",
+                 "--optimizer", "torch_adamw", "--max-tokens", 4000, "--dropout", 0.0, "--attention-dropout", 0.0,
+                 "--cpu", "--seed", 1, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 50]
+
+
+def random_strings(rng, n, exclude=frozenset()):
+    out = []
+    while len(out) < n:
+        s = " ".join(rng.choice(REVERSE_ALPHABET) for _ in range(rng.randint(3, 8)))
+        if s not in exclude:
+            out.append(s)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reverse_data(tmp_path_factory) -> Path:
+    """3000 training strings; 100 valid and 200 test strings never seen in training."""
+    root = tmp_path_factory.mktemp("reverse")
+    rng = random.Random(0)
+    train = random_strings(rng, 3000)
+    held_out = random_strings(rng, 300, exclude=frozenset(train))
+    for split, strings in (("train", train), ("valid", held_out[:100]), ("test", held_out[100:])):
+        write_split(root / "raw", split, [REVERSE_TEMPLATE.format(src=s) for s in strings],
+                    [" ".join(s.split()[::-1]) for s in strings], src="src", tgt="tgt")
+    return preprocess(root / "raw", root / "bin", ("train", "valid", "test"), "src", "tgt")
+
+
+@pytest.fixture(scope="session")
+def reverse_model(tmp_path_factory, reverse_data) -> Path:
+    """Stage 1: 500 diffusion updates from random initialisation (~40 s)."""
+    save = tmp_path_factory.mktemp("reverse_ckpt")
+    cli("train", reverse_data, *REVERSE_TRAIN, "--criterion", "diffusion_lm", "--lr", "3e-3",
+        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50, "--max-update", 500,
+        "--disable-validation", "--save-dir", save)
+    return save / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def reverse_length_model(tmp_path_factory, reverse_data, reverse_model):
+    """Stage 2: the length head on the frozen stage-1 backbone; returns (checkpoint, train log)."""
+    save = tmp_path_factory.mktemp("reverse_len")
+    proc = cli("train", reverse_data, *REVERSE_TRAIN, "--length-head", "--freeze-backbone",
+               "--criterion", "diffusion_length", "--finetune-from-model", reverse_model, "--lr", "1e-3",
+               "--weight-decay", 0.01, "--max-update", 200, "--save-dir", save)
+    return save / "checkpoint_last.pt", proc.stdout + proc.stderr

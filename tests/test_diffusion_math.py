@@ -108,7 +108,8 @@ def _run_steps(strategy, steps, n_slots, seed=0):
         cand = torch.randint(20, 90, canvas.shape, generator=gen)
         score = -torch.rand(canvas.shape, generator=gen) * 5
         if strategy == "cmlm":
-            state = cmlm_step(state, cand, score, s, steps, torch.rand(canvas.shape, generator=gen))
+            state = cmlm_step(state, cand, score, torch.tensor([s, s]), torch.tensor([steps, steps]),
+                              torch.rand(canvas.shape, generator=gen))
         else:
             k = num_masked_after_step(slots.sum(1), s, steps)
             state = reparam_step(state, cand, score, k, MASK, cond=strategy == "cond")

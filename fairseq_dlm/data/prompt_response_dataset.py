@@ -41,9 +41,10 @@ class PromptResponseDataset(FairseqDataset):
         tgt, tgt_sizes: response rows and lengths, or None for inference-only data.
         shuffle: permute indices each epoch before sorting by length.
         seed: base seed; the epoch's permutation uses ``seed + epoch``.
+        ids: the ``id`` reported for each example (default: its index), e.g. input line numbers.
     """
 
-    def __init__(self, src, src_sizes, dictionary, tgt=None, tgt_sizes=None, shuffle=True, seed=1):
+    def __init__(self, src, src_sizes, dictionary, tgt=None, tgt_sizes=None, shuffle=True, seed=1, ids=None):
         self.src, self.tgt = src, tgt
         self.src_sizes = np.asarray(src_sizes, dtype=np.int64)
         self.tgt_sizes = None if tgt_sizes is None else np.asarray(tgt_sizes, dtype=np.int64)
@@ -56,10 +57,11 @@ class PromptResponseDataset(FairseqDataset):
         self.sizes = self.src_sizes + (self.tgt_sizes if self.tgt_sizes is not None else 0)
         self.dictionary = dictionary
         self.shuffle, self.seed, self.epoch = shuffle, seed, 1
+        self.ids = ids
 
     def __getitem__(self, index):
         src = self.src[index]
-        item = {"id": index, "source": src}
+        item = {"id": index if self.ids is None else self.ids[index], "source": src}
         if self.tgt is not None:
             item["target"] = self.tgt[index]
         return item

@@ -20,6 +20,7 @@ STRATEGIES = (
     "reparam-uncond-deterministic-linear",
     "reparam-uncond-stochastic{X}-cosine",
     "reparam-cond-deterministic-cosine",
+    "threshold",
     "cmlm",
 )
 FAR = 1000.0
@@ -28,20 +29,22 @@ FAR = 1000.0
 class Strategy(NamedTuple):
     """A parsed ``--decoding-strategy``."""
 
-    kind: str  # "reparam" | "cmlm"
+    kind: str  # "reparam" | "cmlm" | "threshold"
     cond: bool = False
     noise_scale: float = 0.0  # X of stochasticX
     schedule: str = "cosine"
 
 
 def parse_strategy(name: str) -> Strategy:
-    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>`` or ``cmlm``."""
+    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>``, ``threshold`` or ``cmlm``."""
     if name == "cmlm":
         return Strategy("cmlm", schedule="linear")
+    if name == "threshold":
+        return Strategy("threshold", schedule="cosine")
     parts = name.split("-")
     err = ValueError(
         f"unknown decoding strategy {name!r}: expected "
-        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear> or cmlm"
+        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>, threshold or cmlm"
     )
     if len(parts) != 4 or parts[0] != "reparam" or parts[1] not in ("uncond", "cond"):
         raise err
@@ -108,28 +111,32 @@ def reparam_step(
     mask_idx: int,
     cond: bool = False,
     noise: Optional[torch.Tensor] = None,
+    domain: Optional[torch.Tensor] = None,
 ) -> DecodeState:
     """One reparameterised step.
 
     Args:
-        cand_tokens, cand_scores: ``[B, W]`` proposal ``ŷ, ŝ`` (read only on ``D``).
-        k: ``[B]`` slots to leave masked after the step.
+        cand_tokens, cand_scores: ``[B, W]`` proposal ``ŷ, ŝ`` (read only on the domain).
+        k: ``[B]`` domain slots to leave masked after the step.
         noise: ``[B, W]`` already-scaled noise ``X·r_s·g`` for stochastic strategies.
+        domain: ``[B, W]`` bool, the slots this step ranks (default ``D``; one block with
+            ``--block-length``); masked slots outside it stay masked, committed ones stay.
     """
-    x, masked, sigma, slots = state.tokens, state.masked, state.scores, state.slots
-    z = torch.where(slots, cand_scores.float(), torch.full_like(sigma, FAR))
+    x, masked, sigma = state.tokens, state.masked, state.scores
+    domain = state.slots if domain is None else domain
+    z = torch.where(domain, cand_scores.float(), torch.full_like(sigma, FAR))
     if noise is not None:
         z = z + noise
-    low = lowest_k(z, k) & slots
+    low = lowest_k(z, k) & domain
     if cond:
         remask = low & cand_tokens.eq(x) & (cand_scores < sigma)
     else:
         remask = low
     to_mask = (~masked & remask) | (masked & low)
-    commit = masked & ~low
+    commit = masked & domain & ~low
     x = torch.where(commit, cand_tokens, x).masked_fill(to_mask, mask_idx)
     sigma = torch.where(commit, cand_scores.float(), sigma).masked_fill(to_mask, float("-inf"))
-    masked = (masked & low) | remask
+    masked = (masked & ~domain) | (masked & low) | remask
     return _advance(state, x, masked, sigma)
 
 
@@ -137,16 +144,45 @@ def cmlm_step(
     state: DecodeState,
     cand_tokens: torch.Tensor,
     cand_scores: torch.Tensor,
-    step: int,
-    max_step: int,
+    local_step: torch.Tensor,
+    local_total: torch.Tensor,
     uniform: torch.Tensor,
+    domain: Optional[torch.Tensor] = None,
 ) -> DecodeState:
     """``cmlm``: each masked slot is unmasked with probability ``1/(S-s+1)`` and takes ``ŷ``.
 
-    ``uniform`` is ``[B, W]`` U(0,1) noise; at ``s = S`` every remaining slot is unmasked.
+    ``local_step``/``local_total`` are ``[B]`` (``s``, ``S``); ``uniform`` is ``[B, W]`` U(0,1);
+    at ``s = S`` every remaining slot of the domain is unmasked.
     """
-    prob = 1.0 / (max_step - step + 1)
-    commit = state.masked & (uniform < prob)
+    domain = state.slots if domain is None else domain
+    prob = 1.0 / (local_total - local_step + 1).float()
+    commit = state.masked & domain & (uniform < prob.unsqueeze(1))
+    x = torch.where(commit, cand_tokens, state.tokens)
+    sigma = torch.where(commit, cand_scores.float(), state.scores)
+    return _advance(state, x, state.masked & ~commit, sigma)
+
+
+def threshold_step(
+    state: DecodeState,
+    cand_tokens: torch.Tensor,
+    cand_scores: torch.Tensor,
+    k: torch.Tensor,
+    threshold: float,
+    domain: Optional[torch.Tensor] = None,
+) -> DecodeState:
+    """Confidence-threshold parallel decoding (SPEC §6.4 item 3), no re-masking.
+
+    Commits every masked domain slot with ``exp(ŝ) ≥ threshold``, and more, most confident
+    first, until at most ``k`` remain masked; at least one slot per step while any is masked.
+    """
+    domain = state.slots if domain is None else domain
+    open_ = state.masked & domain
+    conf = torch.where(open_, cand_scores.float(), torch.full_like(state.scores, float("-inf")))
+    n_open = open_.sum(dim=1)
+    need = torch.where(n_open > 0, (n_open - k).clamp(min=1), torch.zeros_like(n_open))
+    order = conf.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
+    commit = open_ & ((rank < need.unsqueeze(1)) | (conf >= torch.log(torch.tensor(threshold))))
     x = torch.where(commit, cand_tokens, state.tokens)
     sigma = torch.where(commit, cand_scores.float(), state.scores)
     return _advance(state, x, state.masked & ~commit, sigma)

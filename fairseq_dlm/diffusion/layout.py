@@ -58,3 +58,9 @@ def prompt_mask_from_lengths(prompt_len: torch.Tensor, width: int) -> torch.Tens
     """``[B, width]`` bool, True where ``j < prompt_len[b]`` (``prompt_len = 1 + P``)."""
     pos = torch.arange(width, device=prompt_len.device).unsqueeze(0)
     return pos < prompt_len.unsqueeze(1)
+
+
+def prompt_tokens(src_tokens: torch.Tensor, pad: int, bos: int, eos: int) -> torch.Tensor:
+    """``[B, Ls]`` rows ``[p1..pP, </s>]`` → ``[B, Ls]`` rows ``[<s>, p1..pP]`` (the length head's input)."""
+    shifted = torch.cat([src_tokens.new_full((src_tokens.size(0), 1), bos), src_tokens[:, :-1]], dim=1)
+    return shifted.masked_fill(shifted.eq(eos), pad)

@@ -15,6 +15,7 @@ from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
 from .backbone import build_backbone
+from .length_head import LengthHead
 from .vocab import dictionary_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,17 @@ class XLMRDiffusionConfig(FairseqDataclass):
     checkpoint_activations: bool = field(
         default=False, metadata={"help": "gradient checkpointing of the backbone layers (saves memory)"}
     )
+    length_head: bool = field(
+        default=False,
+        metadata={"help": "add the length predictor (SPEC §5); train it with --criterion diffusion_length"},
+    )
+    freeze_backbone: bool = field(
+        default=False,
+        metadata={
+            "help": "no gradient (hence no weight decay) reaches the backbone, which runs in eval mode: "
+            "the length stage, started with --finetune-from-model DIFFUSION_CKPT"
+        },
+    )
     attn_implementation: ChoiceEnum(["sdpa", "eager"]) = field(
         default="sdpa", metadata={"help": "HF attention implementation"}
     )
@@ -68,6 +80,17 @@ class XLMRDiffusionModel(BaseFairseqModel):
         layers = hf_model.base_model.encoder.layer
         for i in range(len(layers)):
             layers[i] = fsdp_wrap(layers[i])
+        self.length_head = None
+        if cfg.length_head:
+            c = hf_model.config
+            self.length_head = LengthHead(
+                c.hidden_size, c.num_attention_heads, c.intermediate_size, c.max_position_embeddings, cfg.dropout
+            )
+        if cfg.freeze_backbone:
+            if self.length_head is None:
+                raise ValueError("--freeze-backbone leaves nothing to train without --length-head")
+            hf_model.requires_grad_(False)
+        self.loaded_from_checkpoint = False
 
     @classmethod
     def build_model(cls, cfg: XLMRDiffusionConfig, task):
@@ -86,9 +109,30 @@ class XLMRDiffusionModel(BaseFairseqModel):
                 )
         return cls(cfg, hf_model, dictionary)
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.hf.eval()  # a frozen backbone gives the length head deterministic features
+        return self
+
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
-        """fairseq's loading, with a clear message when the checkpoint's shapes differ from this model."""
+        """fairseq's loading, with a clear message when the checkpoint's shapes differ from this model.
+
+        A diffusion checkpoint without a length head loads into a model with one (the length
+        stage): the head keeps its fresh initialisation.  A checkpoint's length head is dropped
+        (logged) when this model has none."""
         own = self.state_dict()
+        state_dict = dict(state_dict)
+        missing_head = [k for k in own if k.startswith("length_head.") and k not in state_dict]
+        if missing_head:
+            logger.info("checkpoint has no length head: initialising it fresh (%d tensors)", len(missing_head))
+            state_dict.update({k: own[k] for k in missing_head})
+        extra_head = [k for k in state_dict if k.startswith("length_head.") and k not in own]
+        if extra_head:
+            logger.info("dropping the checkpoint's length head (this model was built without --length-head)")
+            for k in extra_head:
+                del state_dict[k]
+
         diff = [
             f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
             for k, v in state_dict.items()
@@ -102,7 +146,9 @@ class XLMRDiffusionModel(BaseFairseqModel):
                 + "). Resume or fine-tune with the same --arch/--pretrained (and data dictionary) "
                 "the checkpoint was trained with"
             )
-        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+        result = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+        self.loaded_from_checkpoint = True
+        return result
 
     def max_positions(self):
         """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
@@ -116,6 +162,20 @@ class XLMRDiffusionModel(BaseFairseqModel):
     def output_layer(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head (dense → GELU → LayerNorm → decoder + bias): ``[..., H]`` → ``[..., V]``."""
         return self.hf.lm_head(hidden)
+
+    def predict_length(self, prompt: torch.Tensor) -> torch.Tensor:
+        """``[B, P1]`` rows ``[<s>, prompt…]`` (right-padded) → ``[B, C]`` length logits (class c ⇔ c+1)."""
+        if self.length_head is None:
+            raise ValueError(
+                "this model has no length predictor: decode with --oracle-length, or train the length "
+                "stage (--length-head --freeze-backbone --criterion diffusion_length --finetune-from-model CKPT)"
+            )
+        if self.cfg.freeze_backbone:
+            with torch.no_grad():
+                hidden = self.features(prompt)
+        else:
+            hidden = self.features(prompt)
+        return self.length_head(hidden, prompt.eq(self.pad))
 
     def forward(self, tokens: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits ``[n, V]`` at ``positions`` (``[B, L]`` bool, ``n = positions.sum()``, row-major

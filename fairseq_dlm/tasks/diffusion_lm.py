@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 from argparse import Namespace
 
 import numpy as np
@@ -33,6 +34,14 @@ MASK = "<mask>"
 @dataclass
 class DiffusionLMConfig(DiffusionGenerationConfig, TranslationConfig):
     seed: int = II("common.seed")
+    prompt_template: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "fairseq-interactive: wrap each raw input line as this template's {src} before BPE, e.g. "
+            "'Translate the German sentence to English. German: {src} English:' (training data already "
+            "contains its prompts)"
+        },
+    )
     rebuild_batches: bool = field(
         default=True,
         metadata={
@@ -75,6 +84,7 @@ class DiffusionLMTask(TranslationTask):
         self.dictionary = dictionary
         self.mask_idx = dictionary.index(MASK)
         self._restoring = False
+        self._line_ids = None  # input line numbers of the last fairseq-interactive buffer
 
     @classmethod
     def setup_task(cls, cfg: DiffusionLMConfig, **kwargs):
@@ -93,6 +103,8 @@ class DiffusionLMTask(TranslationTask):
                 f"{src_path} and {tgt_path} differ: the diffusion LM needs one joined dictionary; "
                 "re-run fairseq-preprocess with --joined-dictionary (or --srcdict/--tgtdict of the same file)"
             )
+        if cfg.prompt_template is not None and "{src}" not in cfg.prompt_template:
+            raise ValueError(f"--prompt-template {cfg.prompt_template!r} has no {{src}} placeholder")
         if MASK not in dictionary.indices:
             dictionary.add_symbol(MASK)
         logger.info("dictionary: %d types (%s, <mask> = %d)", len(dictionary), src_path, dictionary.index(MASK))
@@ -136,8 +148,26 @@ class DiffusionLMTask(TranslationTask):
             shuffle=(split == self.cfg.train_subset), seed=self.cfg.seed,
         )
 
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        """fairseq-interactive: apply ``--prompt-template``, skip empty lines (logged), keep line ids."""
+        tokens, self._line_ids = [], []
+        for i, line in enumerate(lines):
+            text = " ".join(line.split())
+            if not text:
+                logger.warning("input line %d is empty: skipped", i)
+                continue
+            if self.cfg.prompt_template:
+                text = self.cfg.prompt_template.replace("{src}", text)
+            tokens.append(self.source_dictionary.encode_line(encode_fn(text), add_if_not_exist=False).long())
+            self._line_ids.append(i)
+        return tokens, [t.numel() for t in tokens]
+
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
-        return PromptResponseDataset(src_tokens, src_lengths, self.dictionary, shuffle=False)
+        ids = getattr(self, "_line_ids", None)
+        if ids is not None and len(ids) != len(src_tokens):
+            ids = None
+        self._line_ids = None
+        return PromptResponseDataset(src_tokens, src_lengths, self.dictionary, shuffle=False, ids=ids)
 
     def max_positions(self):
         return None  # the model's positions decide (resolve_max_positions takes the minimum)
