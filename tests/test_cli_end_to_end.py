@@ -179,3 +179,27 @@ def test_resume_training_and_bf16_autocast(trained, translation_data, tiny_pretr
     state = torch.load(resumed / "checkpoint_last.pt", weights_only=False)
     assert state["optimizer_history"][-1]["num_updates"] == 8
     assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+def test_interactive_with_sentencepiece(trained, translation_data, tiny_pretrained, spm_model, tmp_path):
+    import os
+    import subprocess
+
+    from conftest import BIN, PROMPT
+
+    save, _ = trained
+    cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--pretrained", tiny_pretrained,
+        "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
+        "--finetune-from-model", save / "checkpoint_last.pt", "--max-update", 3, "--save-dir", tmp_path)
+    proc = subprocess.run(
+        [str(BIN / "fairseq-interactive"), str(translation_data), "--user-dir", USER_DIR, "--task", "diffusion_lm",
+         "--path", str(tmp_path / "checkpoint_last.pt"), "--cpu", "--bpe", "sentencepiece",
+         "--sentencepiece-model", str(spm_model), "--prompt-template", PROMPT, "--iter-decode-max-iter", "3"],
+        input="der hund sieht einen ball\n", capture_output=True, text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    src = re.search(r"^S-0\t(.*)$", proc.stdout, re.M).group(1)
+    assert "▁" in src and "hund" in src.replace(" ", "")  # the prompt, as pieces
+    detok = re.search(r"^D-0\t\S+\t(.*)$", proc.stdout, re.M).group(1)
+    assert "▁" not in detok and "<mask>" not in detok
