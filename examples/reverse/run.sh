@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Toy end-to-end run on CPU (~2 minutes on 2 cores): data -> fairseq-preprocess -> fairseq-train
-# (diffusion LM from random init) -> fairseq-generate (oracle length, 10 steps) -> BLEU.
+# Toy end-to-end run on CPU (~1 minute on 2 cores): data -> fairseq-preprocess -> fairseq-train
+# (stage 1: diffusion LM from random init) -> fairseq-train (stage 2: length head on the frozen
+# backbone) -> fairseq-generate with oracle length and with a predicted-length beam of 3 -> BLEU.
 # Usage: bash examples/reverse/run.sh [WORK_DIR]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,9 +19,18 @@ fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --a
   --max-tokens 4000 --max-update 500 --dropout 0 --attention-dropout 0 --cpu --seed 1 \
   --disable-validation --no-epoch-checkpoints --save-dir "$WORK/ckpt" \
   --log-format simple --log-interval 100 2>&1 | grep -E "train_inner|done training"
+fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --arch xlmr_diffusion_tiny \
+  --length-head --freeze-backbone --criterion diffusion_length --finetune-from-model "$WORK/ckpt/checkpoint_last.pt" \
+  --optimizer torch_adamw --lr 1e-3 --weight-decay 0.01 --max-tokens 4000 --max-update 300 --dropout 0 \
+  --attention-dropout 0 --cpu --seed 1 --no-epoch-checkpoints --save-dir "$WORK/ckpt_len" \
+  --log-format simple 2>&1 | grep -E "valid on 'valid' subset" | tail -1
 fairseq-generate "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --path "$WORK/ckpt/checkpoint_last.pt" \
   --gen-subset test --oracle-length --iter-decode-max-iter 10 --batch-size 64 --cpu --scoring sacrebleu \
-  --results-path "$WORK/gen"
+  --results-path "$WORK/gen_oracle" 2> /dev/null
+fairseq-generate "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --path "$WORK/ckpt_len/checkpoint_last.pt" \
+  --gen-subset test --iter-decode-with-beam 3 --iter-decode-max-iter 10 --batch-size 64 --cpu --scoring sacrebleu \
+  --results-path "$WORK/gen_beam3" 2> /dev/null
 set +x
-grep -E "^(S|T|H)-0\b" "$WORK/gen/generate-test.txt"
-tail -1 "$WORK/gen/generate-test.txt"
+grep -E "^(S|T|H)-0\b" "$WORK/gen_beam3/generate-test.txt"
+echo "oracle length:          $(tail -1 "$WORK/gen_oracle/generate-test.txt")"
+echo "predicted lengths, LB=3: $(tail -1 "$WORK/gen_beam3/generate-test.txt")"
