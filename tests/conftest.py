@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples" / "reverse"))
+from make_data import strings as random_strings  # noqa: E402  (the main job's data generator)
 USER_DIR = str(REPO / "fairseq_dlm")
 BIN = Path(sys.executable).parent
 
@@ -128,20 +130,10 @@ def translation_data(tmp_path_factory, spm_model) -> Path:
 # ---------------------------------------------------------------------------------------------
 # A tiny diffusion LM trained on a learnable task (reverse random symbol strings), shared by the
 # learning test and the decoding tests, plus its length stage.
-REVERSE_ALPHABET = list("abcdefghijklmnop")
 REVERSE_TEMPLATE = "reverse : {src} ="
 REVERSE_TRAIN = ["--user-dir", USER_DIR, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_tiny",
                  "--optimizer", "torch_adamw", "--max-tokens", 4000, "--dropout", 0.0, "--attention-dropout", 0.0,
                  "--cpu", "--seed", 1, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 50]
-
-
-def random_strings(rng, n, exclude=frozenset()):
-    out = []
-    while len(out) < n:
-        s = " ".join(rng.choice(REVERSE_ALPHABET) for _ in range(rng.randint(3, 8)))
-        if s not in exclude:
-            out.append(s)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +142,7 @@ def reverse_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reverse")
     rng = random.Random(0)
     train = random_strings(rng, 3000)
-    held_out = random_strings(rng, 300, exclude=frozenset(train))
+    held_out = random_strings(rng, 300, exclude=frozenset(train))  # never seen in training
     for split, strings in (("train", train), ("valid", held_out[:100]), ("test", held_out[100:])):
         write_split(root / "raw", split, [REVERSE_TEMPLATE.format(src=s) for s in strings],
                     [" ".join(s.split()[::-1]) for s in strings], src="src", tgt="tgt")

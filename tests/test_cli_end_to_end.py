@@ -38,18 +38,17 @@ def test_train_logs_metrics_and_saves(trained):
 
 def test_generate_prints_hypotheses_and_bleu(trained, translation_data, tmp_path):
     save, _ = trained
-    proc = _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 5,
-                     "--scoring", "sacrebleu", "--post-process", "sentencepiece", "--results-path", tmp_path)
+    _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 5,
+              "--scoring", "sacrebleu", "--post-process", "sentencepiece", "--results-path", tmp_path)
     out = (tmp_path / "generate-test.txt").read_text()
     hyps = re.findall(r"^H-(\d+)\t(-?[\d.]+|-inf)\t(.*)$", out, re.M)
     assert len(hyps) == 12
     srcs = dict(re.findall(r"^S-(\d+)\t(.*)$", out, re.M))
     assert all(s.startswith("Translate the German sentence") and s.endswith("English:") for s in srcs.values())
     refs = dict(re.findall(r"^T-(\d+)\t(.*)$", out, re.M))
-    for i, _, h in hyps:  # oracle length: as many pieces as the reference
-        assert "<mask>" not in h
+    assert len(refs) == 12 and all("▁" not in r for r in refs.values()), "references are detokenized"
+    assert all("<mask>" not in h and "▁" not in h for _, _, h in hyps)
     assert re.search(r"BLEU = [\d.]+ ", out)
-    assert len(refs) == 12
 
 
 def test_retain_iter_history_and_print_step(trained, translation_data, tmp_path):
@@ -148,11 +147,14 @@ def test_generation_options(trained, translation_data, extra, tmp_path):
     _generate(translation_data, save / "checkpoint_last.pt", "--oracle-length", "--iter-decode-max-iter", 3,
               "--results-path", tmp_path, *extra)
     out = (tmp_path / "generate-test.txt").read_text()
-    hyps = re.findall(r"^H-\d+\t\S+\t(.*)$", out, re.M)
-    refs = re.findall(r"^T-\d+\t(.*)$", out, re.M)
+    hyps = dict(re.findall(r"^H-(\d+)\t\S+\t(.*)$", out, re.M))
+    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", out, re.M))
     assert len(hyps) == 12 and "<mask>" not in out.split("Generate")[0]
+    for i, h in hyps.items():  # oracle length: as many slots as reference pieces (specials are dropped)
+        assert len(h.split()) <= len(refs[i].split())
     if "--suppress-special-tokens" in extra:
-        assert not any("<unk>" in h or "madeupword" in h for h in hyps)
+        assert not any("<unk>" in h or "madeupword" in h for h in hyps.values())
+        assert all(len(h.split()) == len(refs[i].split()) for i, h in hyps.items())
 
 
 def test_bad_strategy_is_a_clear_error(trained, translation_data):

@@ -1,9 +1,7 @@
 """The diffusion_lm task and its dataset, in process, on fairseq-preprocess output."""
-import argparse
 
 import numpy as np
 import pytest
-import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 

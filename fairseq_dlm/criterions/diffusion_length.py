@@ -8,12 +8,12 @@ which cannot judge it).
 import math
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from .logging_utils import summer
 from ..diffusion.layout import prompt_tokens
 from ..diffusion.length import length_targets
 
@@ -63,9 +63,7 @@ class DiffusionLengthCriterion(FairseqCriterion):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
-        def total(key):
-            value = sum(log.get(key, 0) for log in logging_outputs)
-            return value.item() if torch.is_tensor(value) else value
+        total = summer(logging_outputs)
 
         n = max(total("nsentences"), 1)
         metrics.log_scalar("loss", total("loss") / max(total("sample_size"), 1), round=3)

@@ -15,6 +15,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from .logging_utils import summer
 from ..diffusion.noising import apply_mask, coupled_masks, fixed_timesteps, maskable_positions, sample_timesteps
 from ..diffusion.weighting import reweighted_loss
 
@@ -108,9 +109,7 @@ class DiffusionLMCriterion(FairseqCriterion):
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
-        def total(key):
-            value = sum(log.get(key, 0) for log in logging_outputs)
-            return value.item() if torch.is_tensor(value) else value
+        total = summer(logging_outputs)
 
         sample_size = max(total("sample_size"), 1)
         n_masked = total("n_masked")

@@ -7,7 +7,6 @@ longer than the model's positions, and builds the :class:`~fairseq_dlm.generator
 The backbone's HF config and a fingerprint of the dictionary travel in the checkpoint's task
 state, so decoding needs neither the ``--pretrained`` directory nor guesswork about vocabularies.
 """
-import json
 import logging
 import os
 from dataclasses import dataclass, field
