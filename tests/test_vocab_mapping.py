@@ -75,3 +75,14 @@ def test_missing_pretrained_dir_is_a_clear_error(tmp_path):
     (tmp_path / "cfgonly" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor sentencepiece.bpe.model"):
         load_pretrained(str(tmp_path / "cfgonly"), ["<s>"], cfg)
+
+
+def test_backbone_layers_truncates_the_pretrained_encoder(tiny_pretrained, spm_model):
+    from fairseq_dlm.models.backbone import build_backbone
+
+    d = _pruned_dictionary(spm_model)
+    cfg = XLMRDiffusionConfig(pretrained=str(tiny_pretrained), backbone_layers=1, dropout=0.0, attention_dropout=0.0)
+    hf = build_backbone(cfg, list(d.symbols), d.pad())
+    assert len(hf.roberta.encoder.layer) == 1 and hf.config.num_hidden_layers == 1
+    full = XLMRobertaForMaskedLM.from_pretrained(tiny_pretrained)
+    torch.testing.assert_close(hf.roberta.encoder.layer[0].state_dict(), full.roberta.encoder.layer[0].state_dict())

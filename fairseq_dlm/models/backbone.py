@@ -134,10 +134,21 @@ def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
         set_vocabulary(hf_model, *_vocab_params(hf_model), tie=tie)
         return hf_model
     if cfg.pretrained:
-        return load_pretrained(cfg.pretrained, symbols, cfg)
+        return truncate_layers(load_pretrained(cfg.pretrained, symbols, cfg), cfg.backbone_layers)
     config = apply_runtime_options(config_from_preset(cfg, len(symbols), pad), cfg)
     hf_model = model_from_config(config)
     set_vocabulary(hf_model, *_vocab_params(hf_model), tie=True)
+    return hf_model
+
+
+def truncate_layers(hf_model, keep: int):
+    """Keep the first ``keep`` encoder layers (0 = all); the config records the new depth."""
+    layers = hf_model.base_model.encoder.layer
+    if keep <= 0 or keep >= len(layers):
+        return hf_model
+    hf_model.base_model.encoder.layer = layers[:keep]
+    hf_model.config.num_hidden_layers = keep
+    logger.info("backbone truncated to its first %d of %d layers (--backbone-layers)", keep, len(layers))
     return hf_model
 
 

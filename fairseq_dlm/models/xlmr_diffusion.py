@@ -33,6 +33,13 @@ class XLMRDiffusionConfig(FairseqDataclass):
             "Without it the backbone is initialised randomly from the preset"
         },
     )
+    backbone_layers: int = field(
+        default=0,
+        metadata={
+            "help": "keep only the first N transformer layers of the --pretrained backbone (0 = all); "
+            "a cheaper model for CPU runs"
+        },
+    )
     backbone: BACKBONE_CHOICES = field(
         default="xlmr", metadata={"help": "HF model class: xlmr (post-LN, base/large) or xlmr_xl (pre-LN, XL/XXL)"}
     )

@@ -237,7 +237,14 @@ class DiffusionLMTask(TranslationTask):
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         with self._autocast(models[0]):
-            return super().inference_step(generator, models, sample, prefix_tokens, constraints)
+            hypos = super().inference_step(generator, models, sample, prefix_tokens, constraints)
+        stats = getattr(generator, "stats", None)
+        if stats and stats["sentences"]:
+            logger.info(
+                "diffusion decoding: %.2f network evaluations per sentence (running mean over %d sentences)",
+                stats["nfe"] / stats["sentences"], stats["sentences"],
+            )
+        return hypos
 
     # ------------------------------------------------------------ generation
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):

@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Multi30k de→en quality benchmark: four systems, the same data, the same wall-clock budget.
+
+Systems (all trained with fairseq-train on the same binarized, prompted, SentencePiece data):
+  1. dlm_pretrained  fairseq_dlm from the converted pretrained backbone (+ length head), LB=3
+  2. dlm_scratch     the same architecture from random initialisation (label smoothing 0.1), LB=3
+  3. cmlm            fairseq's CMLM (--task translation_lev --arch cmlm_transformer), LB=3 (1 on GPU: B8)
+  4. transformer     fairseq's autoregressive transformer of comparable size, beam 5
+Each gets ``--minutes`` of training (the diffusion systems split it 85/15 between the diffusion
+and the length stage) and is decoded with its usual settings on every test set.  Output: one
+table per test set with cased sacrebleu BLEU, the paper's lower-cased BLEU, sentences/second and
+network evaluations (forward passes) per sentence, plus JSON.
+
+    python benchmarks/translation_quality.py --data DATA_BIN --backbone BACKBONE_DIR \
+        [--minutes 2] [--test-sets test] [--scale check|full] [--json results.json]
+
+``--scale check`` (CPU): 4 layers of 256 for the baselines and ``--backbone-layers 2`` for the
+diffusion models, a tenth of each test set; ``--scale full`` (GPU): the whole backbone, sizes
+comparable to multilingual-e5-small (12 × 384 encoder; CMLM/transformer 6+6 × 384), bf16.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
+    "check": (2, 256, 1024, 4),
+    "full": (6, 384, 1536, 6),
+}
+
+
+def sh(cmd, log):
+    cmd = [str(c) for c in cmd]
+    print("$ " + " ".join(cmd), flush=True)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")
+    t0 = time.time()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}), see {log}:\n" + "".join(open(log).readlines()[-30:]))
+    return time.time() - t0
+
+
+def bleu_of(gen_file):
+    import sacrebleu
+
+    text = Path(gen_file).read_text(encoding="utf-8")
+    hyps = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", text, re.M))
+    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", text, re.M))
+    ids = sorted(hyps, key=int)
+    h, r = [hyps[i] for i in ids], [[refs[i] for i in ids]]
+    cased, lower = sacrebleu.metrics.BLEU(), sacrebleu.metrics.BLEU(lowercase=True)
+    return {"bleu": round(cased.corpus_score(h, r).score, 2), "bleu_lc": round(lower.corpus_score(h, r).score, 2),
+            "sentences": len(ids), "signature": str(cased.get_signature())}
+
+
+def speed_and_nfe(log_file, gen_file, system):
+    log = Path(log_file).read_text(encoding="utf-8")
+    m = re.search(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s", log)
+    out = {"sentences_per_second": float(m.group(3)) if m else None}
+    text = Path(gen_file).read_text(encoding="utf-8")
+    if system.startswith("dlm"):
+        nfe = re.findall(r"([\d.]+) network evaluations per sentence", log)
+        out["nfe_per_sentence"] = float(nfe[-1]) if nfe else None
+    elif system == "cmlm":  # decoder passes: iterations of every length candidate + the encoder/length pass
+        steps = [int(s) for s in re.findall(r"^I-\d+\t(\d+)$", text, re.M)]
+        out["nfe_per_sentence"] = round(sum(steps) / max(len(steps), 1) + 1, 2) if steps else None
+    else:  # autoregressive: one decoder pass per output token (+ </s>), beams batched
+        lens = [len(h.split()) + 1 for h in re.findall(r"^H-\d+\t\S+\t(.*)$", text, re.M)]
+        out["nfe_per_sentence"] = round(sum(lens) / max(len(lens), 1), 2)
+    return out
+
+
+def train_systems(a, work, gpu):
+    dev = ["--autocast-bf16"] if gpu else ["--cpu"]
+    tok = ["--max-tokens", 8192 if gpu else 2048]
+    # --user-dir everywhere: the plugin's compat shim lets stock fairseq load checkpoints on torch >= 2.6
+    base = [a.data, "--user-dir", ROOT / "fairseq_dlm", "--seed", 1, "--no-epoch-checkpoints",
+            "--disable-validation", "--log-format", "simple",
+            "--log-interval", 50, "--num-workers", 0, *tok]
+    fp = ["--fp16"] if gpu else ["--cpu"]
+    stop = a.minutes / 60
+    layers = 0 if a.scale == "full" else 2
+    dlm = [*base, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
+           "--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--weight-decay", 0.01, "--clip-norm", 1.0,
+           "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 100, *dev]
+    scratch_size = ["--encoder-layers", 12 if a.scale == "full" else 2, "--encoder-embed-dim", 384,
+                    "--encoder-attention-heads", 6, "--encoder-ffn-embed-dim", 1536]
+    systems = {  # (arguments of both stages, arguments of the diffusion stage only)
+        "dlm_pretrained": ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4], []),
+        "dlm_scratch": ([*dlm, *scratch_size, "--lr", 7e-4], ["--label-smoothing", 0.1]),
+    }
+    L, D, F, H = SIZES[a.scale]
+    size = ["--encoder-layers", L, "--decoder-layers", L, "--encoder-embed-dim", D, "--decoder-embed-dim", D,
+            "--encoder-ffn-embed-dim", F, "--decoder-ffn-embed-dim", F, "--encoder-attention-heads", H,
+            "--decoder-attention-heads", H, "--share-all-embeddings", "--dropout", 0.3]
+    opt = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", 7e-4, "--lr-scheduler", "inverse_sqrt",
+           "--warmup-updates", 400, "--clip-norm", 1.0, "--weight-decay", 0.0001]
+    cmlm = [*base, "--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
+            "--criterion", "nat_loss", "--label-smoothing", 0.1, "--apply-bert-init", *size, *opt, *fp]
+    ar = [*base, "--task", "translation", "--arch", "transformer", "--criterion", "label_smoothed_cross_entropy",
+          "--label-smoothing", 0.1, *size, *opt, *fp]
+    ckpts = {}
+    for name, (args, stage1_only) in systems.items():
+        save = work / name
+        if a.only and name not in a.only:
+            continue
+        sh([BIN / "fairseq-train", *args, *stage1_only, "--criterion", "diffusion_lm", "--max-update", 10**6,
+            "--stop-time-hours", stop * 0.85, "--save-dir", save / "diffusion"], work / f"{name}.train.log")
+        sh([BIN / "fairseq-train", *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
+            "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt", "--max-update", 10**6,
+            "--stop-time-hours", stop * 0.15, "--save-dir", save / "length"], work / f"{name}.length.log")
+        ckpts[name] = save / "length" / "checkpoint_last.pt"
+    for name, args in (("cmlm", cmlm), ("transformer", ar)):
+        if a.only and name not in a.only:
+            continue
+        sh([BIN / "fairseq-train", *args, "--max-update", 10**6, "--stop-time-hours", stop,
+            "--save-dir", work / name], work / f"{name}.train.log")
+        ckpts[name] = work / name / "checkpoint_last.pt"
+    return ckpts
+
+
+def decode(a, work, gpu, name, ckpt, subset):
+    dev = ["--autocast-bf16"] if gpu and name.startswith("dlm") else (["--fp16"] if gpu else ["--cpu"])
+    # --user-dir for every system: the plugin's compat shim lets stock fairseq load its checkpoints
+    # on torch >= 2.6; --required-batch-size-multiple 1: the fork's batching drops tails otherwise
+    common = [a.data, "--path", ckpt, "--gen-subset", subset, "--post-process", "sentencepiece",
+              "--user-dir", ROOT / "fairseq_dlm", "--required-batch-size-multiple", 1,
+              "--num-workers", 0, "--batch-size", 128 if gpu else 32, *dev, "--num-shards", a.shards, "--shard-id", 0]
+    if name.startswith("dlm"):
+        extra = ["--task", "diffusion_lm", "--iter-decode-max-iter", 10,
+                 "--iter-decode-with-beam", 3]
+    elif name == "cmlm":
+        extra = ["--task", "translation_lev", "--iter-decode-max-iter", 10, "--iter-decode-eos-penalty", 0,
+                 "--iter-decode-with-beam", 1 if gpu else 3, "--print-step"]
+    else:
+        extra = ["--task", "translation", "--beam", 5]
+    out = work / f"gen.{name}.{subset}"
+    log = work / f"{name}.{subset}.generate.log"
+    sh([BIN / "fairseq-generate", *common, *extra, "--results-path", out], log)
+    return {**bleu_of(out / f"generate-{subset}.txt"), **speed_and_nfe(log, out / f"generate-{subset}.txt", name)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="prepared data folder (scripts/prepare_translation.py)")
+    p.add_argument("--backbone", required=True, help="converted backbone (scripts/convert_backbone.py)")
+    p.add_argument("--minutes", type=float, default=2.0, help="training wall-clock budget per system")
+    p.add_argument("--test-sets", default="test", help="comma-separated fairseq splits to score")
+    p.add_argument("--scale", choices=["check", "full"], default=None, help="default: full on GPU, check on CPU")
+    p.add_argument("--shards", type=int, default=None, help="decode 1/N of each test set (check: 10, full: 1)")
+    p.add_argument("--only", nargs="*", default=None, help="subset of systems to run")
+    p.add_argument("--work", default=str(ROOT / "runs" / "benchmark"), help="working directory")
+    p.add_argument("--json", default=None, help="results JSON (default WORK/results.json)")
+    a = p.parse_args()
+    import torch
+
+    gpu = torch.cuda.is_available()
+    a.scale = a.scale or ("full" if gpu else "check")
+    a.shards = a.shards or (1 if a.scale == "full" else 10)
+    work = Path(a.work)
+    if work.exists():  # every system trains from scratch for exactly its budget
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    device = torch.cuda.get_device_name() if gpu else f"CPU ({os.cpu_count()} cores)"
+    ckpts = train_systems(a, work, gpu)
+    results = {s: {n: decode(a, work, gpu, n, c, s) for n, c in ckpts.items()} for s in a.test_sets.split(",")}
+    for subset, rows in results.items():
+        print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}, "
+              f"1/{a.shards} of the set")
+        print(f"{'system':<16} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
+        for n, r in rows.items():
+            sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
+            nfe = "-" if r["nfe_per_sentence"] is None else f"{r['nfe_per_sentence']:.1f}"
+            print(f"{n:<16} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
+        print("sacrebleu " + next(iter(rows.values()))["signature"])
+    out = Path(a.json or work / "results.json")
+    out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale, "shards": a.shards,
+                               "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Converters that turn other pretrained encoders into standard XLM-R masked-LM directories."""
