@@ -101,7 +101,8 @@ def train_systems(a, work, gpu):
     size = ["--encoder-layers", L, "--decoder-layers", L, "--encoder-embed-dim", D, "--decoder-embed-dim", D,
             "--encoder-ffn-embed-dim", F, "--decoder-ffn-embed-dim", F, "--encoder-attention-heads", H,
             "--decoder-attention-heads", H, "--share-all-embeddings", "--dropout", 0.3]
-    opt = ["--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", 7e-4, "--lr-scheduler", "inverse_sqrt",
+    # the same fused AdamW for every system (fairseq's --optimizer adam is a Python loop without apex)
+    opt = ["--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--lr", 7e-4, "--lr-scheduler", "inverse_sqrt",
            "--warmup-updates", 400, "--clip-norm", 1.0, "--weight-decay", 0.0001]
     cmlm = [*base, "--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
             "--criterion", "nat_loss", "--label-smoothing", 0.1, "--apply-bert-init", *size, *opt, *fp]

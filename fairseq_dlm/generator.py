@@ -16,7 +16,9 @@ import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from .diffusion.blocks import BlockSchedule
-from .diffusion.denoise import cmlm_step, finalize, init_state, parse_strategy, reparam_step, threshold_step
+from .diffusion.denoise import (
+    cmlm_step, finalize, gumbel_from_uniform, init_state, parse_strategy, reparam_step, threshold_step,
+)
 from .diffusion.layout import build_canvas, prompt_tokens
 from .diffusion.length import candidate_lengths, select_best
 from .diffusion.rng import RowRandom
@@ -308,8 +310,7 @@ class DiffusionGenerator:
                 [mask_rate(int(s), int(t), self.strategy.schedule) for s, t in zip(plan.local_step, plan.local_total)],
                 device=u.device,
             )
-            gumbel = -torch.log(-torch.log(u + 1e-8) + 1e-8)
-            noise = self.strategy.noise_scale * rate.unsqueeze(1) * gumbel * plan.domain
+            noise = self.strategy.noise_scale * rate.unsqueeze(1) * gumbel_from_uniform(u) * plan.domain
         return reparam_step(state, cand_tokens, cand_scores, plan.k, self.mask, self.strategy.cond, noise, plan.domain)
 
     def _hypo(self, state, finals, row, steps, nfe) -> dict:

@@ -11,6 +11,7 @@ must stay masked after the step, the reparameterised step is::
     M \\ Low:             x ← ŷ,      σ ← ŝ
     M ← (M ∩ Low) ∪ R
 """
+import math
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -79,21 +80,8 @@ def init_state(canvas: torch.Tensor, slots: torch.Tensor, keep_history: bool = F
     return DecodeState(canvas, slots.clone(), scores, slots, 0, [canvas.clone()] if keep_history else None)
 
 
-def propose(
-    logp: torch.Tensor, argmax: bool = True, temperature: float = 1.0, generator: Optional[torch.Generator] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(ŷ, ŝ)`` from ``logp`` ``[n, V]``: argmax, or ``ŷ ~ Cat(softmax(logp/τ))`` with ``ŝ = logp[ŷ]``."""
-    if argmax:
-        scores, tokens = logp.max(dim=-1)
-        return tokens, scores
-    probs = torch.softmax(logp / temperature, dim=-1)
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def gumbel_like(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Gumbel(0, 1) noise ``-log(-log(u + 1e-8) + 1e-8)`` shaped like ``x``."""
-    u = torch.rand(x.shape, device=x.device, generator=generator)
+def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise ``-log(-log(u + 1e-8) + 1e-8)`` from uniforms ``u``."""
     return -torch.log(-torch.log(u + 1e-8) + 1e-8)
 
 
@@ -182,7 +170,7 @@ def threshold_step(
     need = torch.where(n_open > 0, (n_open - k).clamp(min=1), torch.zeros_like(n_open))
     order = conf.argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
-    commit = open_ & ((rank < need.unsqueeze(1)) | (conf >= torch.log(torch.tensor(threshold))))
+    commit = open_ & ((rank < need.unsqueeze(1)) | (conf >= math.log(threshold)))
     x = torch.where(commit, cand_tokens, state.tokens)
     sigma = torch.where(commit, cand_scores.float(), state.scores)
     return _advance(state, x, state.masked & ~commit, sigma)
