@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
+
 BIN = Path(sys.executable).parent
 SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
     "check": (2, 256, 1024, 4),
@@ -39,26 +42,13 @@ SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
 def sh(cmd, log):
     cmd = [str(c) for c in cmd]
     print("$ " + " ".join(cmd), flush=True)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     t0 = time.time()
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}), see {log}:\n" + "".join(open(log).readlines()[-30:]))
     return time.time() - t0
-
-
-def bleu_of(gen_file):
-    import sacrebleu
-
-    text = Path(gen_file).read_text(encoding="utf-8")
-    hyps = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", text, re.M))
-    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", text, re.M))
-    ids = sorted(hyps, key=int)
-    h, r = [hyps[i] for i in ids], [[refs[i] for i in ids]]
-    cased, lower = sacrebleu.metrics.BLEU(), sacrebleu.metrics.BLEU(lowercase=True)
-    return {"bleu": round(cased.corpus_score(h, r).score, 2), "bleu_lc": round(lower.corpus_score(h, r).score, 2),
-            "sentences": len(ids), "signature": str(cased.get_signature())}
 
 
 def speed_and_nfe(log_file, gen_file, system):
@@ -146,7 +136,9 @@ def decode(a, work, gpu, name, ckpt, subset):
     out = work / f"gen.{name}.{subset}"
     log = work / f"{name}.{subset}.generate.log"
     sh([BIN / "fairseq-generate", *common, *extra, "--results-path", out], log)
-    return {**bleu_of(out / f"generate-{subset}.txt"), **speed_and_nfe(log, out / f"generate-{subset}.txt", name)}
+    report = bleu_report(out / f"generate-{subset}.txt")
+    report.pop("examples")
+    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", name)}
 
 
 def main():

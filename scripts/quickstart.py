@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
@@ -33,12 +36,13 @@ def run(cmd, log=None):
     """Run a command (printed first), streaming its output; raise with its tail on failure."""
     cmd = [str(c) for c in cmd]
     print("\n$ " + " ".join(cmd), flush=True)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     with open(log, "w") if log else open(os.devnull, "w") as f:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         tail = []
         for line in proc.stdout:
             f.write(line)
+            f.flush()
             tail = (tail + [line])[-40:]
             if not log or _interesting(line):
                 sys.stdout.write(line)
@@ -49,20 +53,6 @@ def run(cmd, log=None):
 
 def _interesting(line):
     return any(k in line for k in ("train_inner", "| valid |", "Stopping", "done training", "BLEU", "%|"))
-
-
-def sacrebleu_report(gen_file):
-    """(cased BLEU, its signature, lower-cased BLEU, n) from fairseq-generate's D/T lines."""
-    import sacrebleu
-
-    text = Path(gen_file).read_text(encoding="utf-8")
-    hyps = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", text, re.M))
-    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", text, re.M))
-    ids = sorted(hyps, key=int)
-    h, r = [hyps[i] for i in ids], [[refs[i] for i in ids]]
-    cased, lower = sacrebleu.metrics.BLEU(), sacrebleu.metrics.BLEU(lowercase=True)
-    return (cased.corpus_score(h, r).score, str(cased.get_signature()), lower.corpus_score(h, r).score, len(ids),
-            [(refs[i], hyps[i]) for i in ids[:5]])
 
 
 def main():
@@ -135,16 +125,16 @@ def main():
     for name, (ckpt, extra) in runs.items():
         out = work / ("gen_" + re.sub(r"\W+", "_", name))
         run([BIN / "fairseq-generate", *gen, "--path", ckpt / "checkpoint_last.pt", "--results-path", out, *extra])
-        results[name] = sacrebleu_report(out / "generate-test.txt")
+        results[name] = bleu_report(out / "generate-test.txt")
 
     print("\n" + "=" * 78)
     print(f"Multi30k de→en test2016 (1/{shards} of it), multilingual-e5-small backbone, {a.steps} steps, "
           f"{(time.time() - start) / 60:.1f} min in all")
-    for name, (bleu, sig, lower, n, _) in results.items():
-        print(f"  {name:<34} BLEU {bleu:6.2f}   lower-cased {lower:6.2f}   ({n} sentences)")
-    print(f"  sacrebleu signature: {results[name][1]}")
+    for name, r in results.items():
+        print(f"  {name:<34} BLEU {r['bleu']:6.2f}   lower-cased {r['bleu_lc']:6.2f}   ({r['sentences']} sentences)")
+    print(f"  sacrebleu signatures: {r['signature']} ; {r['signature_lc']}")
     print("examples (reference → hypothesis, predicted length):")
-    for ref, hyp in results[name][4]:
+    for ref, hyp in r["examples"]:
         print(f"  {ref}\n    → {hyp}")
 
 

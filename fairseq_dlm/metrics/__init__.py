@@ -1,0 +1,1 @@
+"""Scoring of decoded output (SPEC §7)."""
