@@ -14,9 +14,11 @@ network evaluations (forward passes) per sentence, plus JSON.
     python benchmarks/translation_quality.py --data DATA_BIN --backbone BACKBONE_DIR \
         [--minutes 2] [--test-sets test] [--scale check|full] [--json results.json]
 
-``--scale check`` (CPU): 4 layers of 256 for the baselines and ``--backbone-layers 2`` for the
-diffusion models, a tenth of each test set; ``--scale full`` (GPU): the whole backbone, sizes
-comparable to multilingual-e5-small (12 × 384 encoder; CMLM/transformer 6+6 × 384), bf16.
+``--scale check`` (CPU, to check the pipeline): 2+2 layers of 256 for the baselines and
+``--backbone-layers 2`` for the diffusion models; ``--scale full`` (GPU): the whole backbone,
+sizes comparable to multilingual-e5-small (12 × 384 encoder; CMLM/transformer 6+6 × 384), bf16.
+Test sets are fairseq splits of the data folder: prepare further Multi30k years, or a small
+subset for CPU checks, with ``scripts/prepare_translation.py --splits ... test1=PREFIX``.
 """
 import argparse
 import json
@@ -30,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
 from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -107,7 +110,9 @@ def train_systems(a, work, gpu):
             "--stop-time-hours", stop * 0.85, "--save-dir", save / "diffusion"], work / f"{name}.train.log")
         sh([BIN / "fairseq-train", *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
             "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt", "--max-update", 10**6,
-            "--stop-time-hours", stop * 0.15, "--save-dir", save / "length"], work / f"{name}.length.log")
+            # the stage-1 clock carries over through --finetune-from-model: add this stage's budget
+            "--stop-time-hours", training_seconds(save / "diffusion" / "checkpoint_last.pt") / 3600 + stop * 0.15,
+            "--save-dir", save / "length"], work / f"{name}.length.log")
         ckpts[name] = save / "length" / "checkpoint_last.pt"
     for name, args in (("cmlm", cmlm), ("transformer", ar)):
         if a.only and name not in a.only:
@@ -124,7 +129,7 @@ def decode(a, work, gpu, name, ckpt, subset):
     # on torch >= 2.6; --required-batch-size-multiple 1: the fork's batching drops tails otherwise
     common = [a.data, "--path", ckpt, "--gen-subset", subset, "--post-process", "sentencepiece",
               "--user-dir", ROOT / "fairseq_dlm", "--required-batch-size-multiple", 1,
-              "--num-workers", 0, "--batch-size", 128 if gpu else 32, *dev, "--num-shards", a.shards, "--shard-id", 0]
+              "--num-workers", 0, "--batch-size", 128 if gpu else 32, *dev]
     if name.startswith("dlm"):
         extra = ["--task", "diffusion_lm", "--iter-decode-max-iter", 10,
                  "--iter-decode-with-beam", 3]
@@ -148,7 +153,6 @@ def main():
     p.add_argument("--minutes", type=float, default=2.0, help="training wall-clock budget per system")
     p.add_argument("--test-sets", default="test", help="comma-separated fairseq splits to score")
     p.add_argument("--scale", choices=["check", "full"], default=None, help="default: full on GPU, check on CPU")
-    p.add_argument("--shards", type=int, default=None, help="decode 1/N of each test set (check: 10, full: 1)")
     p.add_argument("--only", nargs="*", default=None, help="subset of systems to run")
     p.add_argument("--work", default=str(ROOT / "runs" / "benchmark"), help="working directory")
     p.add_argument("--json", default=None, help="results JSON (default WORK/results.json)")
@@ -157,7 +161,6 @@ def main():
 
     gpu = torch.cuda.is_available()
     a.scale = a.scale or ("full" if gpu else "check")
-    a.shards = a.shards or (1 if a.scale == "full" else 10)
     work = Path(a.work)
     if work.exists():  # every system trains from scratch for exactly its budget
         shutil.rmtree(work)
@@ -166,8 +169,7 @@ def main():
     ckpts = train_systems(a, work, gpu)
     results = {s: {n: decode(a, work, gpu, n, c, s) for n, c in ckpts.items()} for s in a.test_sets.split(",")}
     for subset, rows in results.items():
-        print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}, "
-              f"1/{a.shards} of the set")
+        print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}")
         print(f"{'system':<16} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
         for n, r in rows.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
@@ -175,7 +177,7 @@ def main():
             print(f"{n:<16} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
         print("sacrebleu " + next(iter(rows.values()))["signature"])
     out = Path(a.json or work / "results.json")
-    out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale, "shards": a.shards,
+    out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale,
                                "results": results}, indent=2))
     print(f"wrote {out}")
 

