@@ -34,14 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
 from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
+from fairseq_dlm.tools import fairseq_tool  # noqa: E402
 
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    """A fairseq command: next to this Python (a venv), else on PATH (e.g. the GPU kit's /tmp/site/bin)."""
-    local = BIN / name
-    return str(local) if local.exists() else (shutil.which(name) or name)
 SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
     "check": (2, 256, 1024, 4),
     "full": (6, 384, 1536, 6),
@@ -112,9 +106,9 @@ def train_systems(a, work, gpu):
         save = work / name
         if a.only and name not in a.only:
             continue
-        sh([tool("fairseq-train"), *args, *stage1_only, "--criterion", "diffusion_lm", "--max-update", 10**6,
+        sh([fairseq_tool("fairseq-train"), *args, *stage1_only, "--criterion", "diffusion_lm", "--max-update", 10**6,
             "--stop-time-hours", stop * 0.85, "--save-dir", save / "diffusion"], work / f"{name}.train.log")
-        sh([tool("fairseq-train"), *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
+        sh([fairseq_tool("fairseq-train"), *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
             "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt", "--max-update", 10**6,
             # the stage-1 clock carries over through --finetune-from-model: add this stage's budget
             "--stop-time-hours", training_seconds(save / "diffusion" / "checkpoint_last.pt") / 3600 + stop * 0.15,
@@ -123,7 +117,7 @@ def train_systems(a, work, gpu):
     for name, args in (("cmlm", cmlm), ("transformer", ar)):
         if a.only and name not in a.only:
             continue
-        sh([tool("fairseq-train"), *args, "--max-update", 10**6, "--stop-time-hours", stop,
+        sh([fairseq_tool("fairseq-train"), *args, "--max-update", 10**6, "--stop-time-hours", stop,
             "--save-dir", work / name], work / f"{name}.train.log")
         ckpts[name] = work / name / "checkpoint_last.pt"
     return ckpts
@@ -146,7 +140,7 @@ def decode(a, work, gpu, name, ckpt, subset):
         extra = ["--task", "translation", "--beam", 5]
     out = work / f"gen.{name}.{subset}"
     log = work / f"{name}.{subset}.generate.log"
-    sh([tool("fairseq-generate"), *common, *extra, "--results-path", out], log)
+    sh([fairseq_tool("fairseq-generate"), *common, *extra, "--results-path", out], log)
     report = bleu_report(out / f"generate-{subset}.txt")
     report.pop("examples")
     return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", name)}

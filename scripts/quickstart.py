@@ -29,14 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
 from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
-
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    """A fairseq command: next to this Python (a venv), else on PATH (e.g. the GPU kit's /tmp/site/bin)."""
-    local = BIN / name
-    return str(local) if local.exists() else (shutil.which(name) or name)
+from fairseq_dlm.tools import fairseq_tool  # noqa: E402
 
 
 def run(cmd, log=None):
@@ -128,18 +121,18 @@ def main():
     common += ["--autocast-bf16", "--max-tokens", 8192] if gpu else ["--cpu", "--max-tokens", 2048]
     stage1, stage2, untrained = work / "ckpt_diffusion", work / "ckpt_length", work / "ckpt_untrained"
     if not (stage1 / "checkpoint_last.pt").exists():
-        run([tool("fairseq-train"), *common,
+        run([fairseq_tool("fairseq-train"), *common,
              "--criterion", "diffusion_lm", "--lr", 5e-4, "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50,
              "--max-update", 100000, "--stop-time-hours", minutes / 60, "--disable-validation",
              "--save-dir", stage1], log=work / "stage1.log")
     if not (stage2 / "checkpoint_last.pt").exists():
-        run([tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
+        run([fairseq_tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
              "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3, "--max-update", 100000,
              # the stage-1 clock carries over through --finetune-from-model: add this stage's budget to it
              "--stop-time-hours", (training_seconds(stage1 / "checkpoint_last.pt") / 60 + length_minutes) / 60,
              "--save-dir", stage2], log=work / "stage2.log")
     if not (untrained / "checkpoint_last.pt").exists():  # the converted backbone, zero learning rate
-        run([tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
+        run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--disable-validation", "--save-dir", untrained], log=work / "untrained.log")
 
     subset = "test1" if n_test else "test"
@@ -155,7 +148,7 @@ def main():
     results = {}
     for name, (ckpt, extra) in runs.items():
         out = work / ("gen_" + re.sub(r"\W+", "_", name))
-        run([tool("fairseq-generate"), *gen, "--path", ckpt / "checkpoint_last.pt", "--results-path", out, *extra])
+        run([fairseq_tool("fairseq-generate"), *gen, "--path", ckpt / "checkpoint_last.pt", "--results-path", out, *extra])
         results[name] = bleu_report(out / f"generate-{subset}.txt")
 
     print("\n" + "=" * 78)
