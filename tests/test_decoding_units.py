@@ -82,3 +82,18 @@ def test_row_random_depends_only_on_row_identity():
     assert torch.equal(a[:3], b[:3]) and torch.equal(a[3:], b[3:])
     c = RowRandom(8, [5], [0]).uniform([0], [3], step=4, purpose=1, device="cpu")
     assert not torch.equal(a[:3], c)
+
+
+def test_single_block_plan_follows_the_schedule_exactly():
+    from fairseq_dlm.diffusion.schedules import num_masked_after_step
+
+    for schedule in ("cosine", "linear"):
+        for steps in (1, 4, 10, 50):
+            slots = torch.zeros(6, 80, dtype=torch.bool)
+            sizes = torch.tensor([1, 2, 8, 20, 37, 78])
+            for r, n in enumerate(sizes.tolist()):
+                slots[r, 1:1 + n] = True
+            plans = BlockSchedule(slots, steps, 0, schedule)
+            assert plans.total_steps == steps
+            for s in range(1, steps + 1):
+                assert torch.equal(plans.plan(s).k, num_masked_after_step(sizes, s, steps, schedule))

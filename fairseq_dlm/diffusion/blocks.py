@@ -9,10 +9,9 @@ other rows of its batch.
 """
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from .schedules import mask_rate
+from .schedules import num_masked_after_step
 
 
 class StepPlan(NamedTuple):
@@ -24,6 +23,12 @@ class StepPlan(NamedTuple):
     local_total: torch.Tensor  # [R] long: steps the block gets
     valid: torch.Tensor  # [R] bool: the row still has steps to take
     key: torch.Tensor  # [R] long: (block, k) identity, for lossless early exit
+
+
+def _ks(num_slots: int, steps: int, schedule: str):
+    """``k_s`` for ``s = 1..steps`` of one block (the schedule's own formula)."""
+    n = torch.tensor([num_slots])
+    return [int(num_masked_after_step(n, s, steps, schedule)) for s in range(1, steps + 1)]
 
 
 class BlockSchedule:
@@ -47,10 +52,9 @@ class BlockSchedule:
             for j in range(n_blocks):
                 steps = max(1, max_step // n_blocks + (1 if j < max_step % n_blocks else 0))
                 n_j = min(size, n_slots - j * size)
+                ks = _ks(n_j, steps, schedule)
                 for s in range(1, steps + 1):
-                    rate = np.float32(mask_rate(s, steps, schedule)) if s < steps else np.float32(0.0)
-                    k = int(np.float32(n_j) * rate)
-                    plan.append((j * size, j * size + n_j, k, s, steps, j))
+                    plan.append((j * size, j * size + n_j, ks[s - 1], s, steps, j))
             rows.append(plan)
         self.total_steps = max((len(p) for p in rows), default=0)
         pad = (0, 0, 0, 1, 1, -1)
