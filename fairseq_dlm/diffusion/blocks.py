@@ -7,6 +7,7 @@ item 4) splits ``D`` into ``n = ceil(N / B)`` blocks decoded left to right; bloc
 ``max(S, n)`` steps in all.  Every quantity is per row, so a row's plan never depends on the
 other rows of its batch.
 """
+import functools
 from typing import NamedTuple
 
 import torch
@@ -25,10 +26,12 @@ class StepPlan(NamedTuple):
     key: torch.Tensor  # [R] long: (block, k) identity, for lossless early exit
 
 
+@functools.lru_cache(maxsize=4096)
 def _ks(num_slots: int, steps: int, schedule: str):
-    """``k_s`` for ``s = 1..steps`` of one block (the schedule's own formula)."""
+    """``k_s`` for ``s = 1..steps`` of one block (the schedule's own formula; cached, as every
+    batch asks for the same few block sizes)."""
     n = torch.tensor([num_slots])
-    return [int(num_masked_after_step(n, s, steps, schedule)) for s in range(1, steps + 1)]
+    return tuple(int(num_masked_after_step(n, s, steps, schedule)) for s in range(1, steps + 1))
 
 
 class BlockSchedule:

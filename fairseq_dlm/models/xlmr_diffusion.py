@@ -177,10 +177,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
                 "this model has no length predictor: decode with --oracle-length, or train the length "
                 "stage (--length-head --freeze-backbone --criterion diffusion_length --finetune-from-model CKPT)"
             )
-        if self.cfg.freeze_backbone:
-            with torch.no_grad():
-                hidden = self.features(prompt)
-        else:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_backbone):
             hidden = self.features(prompt)
         return self.length_head(hidden, prompt.eq(self.pad))
 

@@ -162,9 +162,7 @@ class DiffusionLMTask(TranslationTask):
         return tokens, [t.numel() for t in tokens]
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
-        ids = getattr(self, "_line_ids", None)
-        if ids is not None and len(ids) != len(src_tokens):
-            ids = None
+        ids = self._line_ids if self._line_ids is not None and len(self._line_ids) == len(src_tokens) else None
         self._line_ids = None
         return PromptResponseDataset(src_tokens, src_lengths, self.dictionary, shuffle=False, ids=ids)
 
