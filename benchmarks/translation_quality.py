@@ -12,11 +12,14 @@ table per test set with cased sacrebleu BLEU, the paper's lower-cased BLEU, sent
 network evaluations (forward passes) per sentence, plus JSON.
 
     python benchmarks/translation_quality.py --data DATA_BIN --backbone BACKBONE_DIR \
-        [--minutes 2] [--test-sets test] [--scale check|full] [--json results.json]
+        [--minutes 2] [--test-sets test] [--scale check|cpu|full] [--json results.json]
 
 ``--scale check`` (CPU, to check the pipeline): 2+2 layers of 256 for the baselines and
-``--backbone-layers 2`` for the diffusion models; ``--scale full`` (GPU): the whole backbone,
-sizes comparable to multilingual-e5-small (12 × 384 encoder; CMLM/transformer 6+6 × 384), bf16.
+``--backbone-layers 2`` for the diffusion models; ``--scale cpu`` (a longer CPU comparison): the
+first 6 of e5's layers / a 6 × 384 random encoder against 3+3 × 384 baselines; ``--scale full``
+(GPU): the whole backbone, sizes comparable to multilingual-e5-small (12 × 384 encoder;
+CMLM/transformer 6+6 × 384), bf16. ``--dlm-threshold τ`` adds a row: the pretrained diffusion
+model decoded once more with confidence-threshold decoding (SPEC's fast path), no extra training.
 Test sets are fairseq splits of the data folder: prepare further Multi30k years, or a small
 subset for CPU checks, with ``scripts/prepare_translation.py --splits ... test1=PREFIX``.
 """
@@ -38,8 +41,14 @@ from fairseq_dlm.tools import fairseq_tool  # noqa: E402
 
 SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
     "check": (2, 256, 1024, 4),
+    "cpu": (3, 384, 1536, 6),
     "full": (6, 384, 1536, 6),
 }
+# encoder layers of the diffusion models per scale (pretrained: the first N of e5's 12; 0 = all)
+DLM_LAYERS = {"check": 2, "cpu": 6, "full": 0}
+
+
+WALL_SECONDS = {}  # log file name -> wall-clock seconds of its command (process start-up included)
 
 
 def sh(cmd, log):
@@ -51,7 +60,13 @@ def sh(cmd, log):
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}), see {log}:\n" + "".join(open(log).readlines()[-30:]))
-    return time.time() - t0
+    WALL_SECONDS[Path(log).name] = round(time.time() - t0, 1)
+
+
+def updates_done(train_log) -> int:
+    """The last ``num_updates`` a fairseq-train log reports (0 when it logged none)."""
+    found = re.findall(r"num_updates[ =](\d+)", Path(train_log).read_text(encoding="utf-8"))
+    return int(found[-1]) if found else 0
 
 
 def speed_and_nfe(log_file, gen_file, system):
@@ -80,11 +95,11 @@ def train_systems(a, work, gpu):
             "--log-interval", 50, "--num-workers", 0, *tok]
     fp = ["--fp16"] if gpu else ["--cpu"]
     stop = a.minutes / 60
-    layers = 0 if a.scale == "full" else 2
+    layers = DLM_LAYERS[a.scale]
     dlm = [*base, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
            "--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--weight-decay", 0.01, "--clip-norm", 1.0,
            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 100, *dev]
-    scratch_size = ["--encoder-layers", 12 if a.scale == "full" else 2, "--encoder-embed-dim", 384,
+    scratch_size = ["--encoder-layers", layers or 12, "--encoder-embed-dim", 384,
                     "--encoder-attention-heads", 6, "--encoder-ffn-embed-dim", 1536]
     systems = {  # (arguments of both stages, arguments of the diffusion stage only)
         "dlm_pretrained": ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4], []),
@@ -108,7 +123,9 @@ def train_systems(a, work, gpu):
             continue
         sh([fairseq_tool("fairseq-train"), *args, *stage1_only, "--criterion", "diffusion_lm", "--max-update", 10**6,
             "--stop-time-hours", stop * 0.85, "--save-dir", save / "diffusion"], work / f"{name}.train.log")
+        # the length head learns fast at a fixed 1e-3 (as in the quickstart); a warm-up would waste the short stage
         sh([fairseq_tool("fairseq-train"), *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
+            "--lr", 1e-3, "--lr-scheduler", "fixed", "--warmup-updates", 0,
             "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt", "--max-update", 10**6,
             # the stage-1 clock carries over through --finetune-from-model: add this stage's budget
             "--stop-time-hours", training_seconds(save / "diffusion" / "checkpoint_last.pt") / 3600 + stop * 0.15,
@@ -123,27 +140,42 @@ def train_systems(a, work, gpu):
     return ckpts
 
 
-def decode(a, work, gpu, name, ckpt, subset):
-    dev = ["--autocast-bf16"] if gpu and name.startswith("dlm") else (["--fp16"] if gpu else ["--cpu"])
+def decoding_rows(a, ckpts):
+    """Rows of the table: every system with its usual decoding, plus (``--dlm-threshold τ``) the
+    pretrained diffusion model again with confidence-threshold decoding (no extra training).
+
+    Returns ``{row name: (system, checkpoint, extra fairseq-generate arguments)}``."""
+    rows = {}
+    for name, ckpt in ckpts.items():
+        rows[name] = (name, ckpt, [])
+        if name == "dlm_pretrained" and a.dlm_threshold:
+            rows[f"{name} τ={a.dlm_threshold:g}"] = (
+                name, ckpt, ["--decoding-strategy", "threshold", "--confidence-threshold", a.dlm_threshold])
+    return rows
+
+
+def decode(a, work, gpu, row, system, ckpt, extra, subset):
+    dev = ["--autocast-bf16"] if gpu and system.startswith("dlm") else (["--fp16"] if gpu else ["--cpu"])
     # --user-dir for every system: the plugin's compat shim lets stock fairseq load its checkpoints
     # on torch >= 2.6; --required-batch-size-multiple 1: the fork's batching drops tails otherwise
     common = [a.data, "--path", ckpt, "--gen-subset", subset, "--post-process", "sentencepiece",
               "--user-dir", ROOT / "fairseq_dlm", "--required-batch-size-multiple", 1,
               "--num-workers", 0, "--batch-size", 128 if gpu else 32, *dev]
-    if name.startswith("dlm"):
-        extra = ["--task", "diffusion_lm", "--iter-decode-max-iter", 10,
+    if system.startswith("dlm"):
+        usual = ["--task", "diffusion_lm", "--iter-decode-max-iter", 10,
                  "--iter-decode-with-beam", 3]
-    elif name == "cmlm":
-        extra = ["--task", "translation_lev", "--iter-decode-max-iter", 10, "--iter-decode-eos-penalty", 0,
+    elif system == "cmlm":
+        usual = ["--task", "translation_lev", "--iter-decode-max-iter", 10, "--iter-decode-eos-penalty", 0,
                  "--iter-decode-with-beam", 1 if gpu else 3, "--print-step"]
     else:
-        extra = ["--task", "translation", "--beam", 5]
-    out = work / f"gen.{name}.{subset}"
-    log = work / f"{name}.{subset}.generate.log"
-    sh([fairseq_tool("fairseq-generate"), *common, *extra, "--results-path", out], log)
+        usual = ["--task", "translation", "--beam", 5]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", row.replace("τ", "tau"))  # ASCII file names
+    out = work / f"gen.{slug}.{subset}"
+    log = work / f"{slug}.{subset}.generate.log"
+    sh([fairseq_tool("fairseq-generate"), *common, *usual, *extra, "--results-path", out], log)
     report = bleu_report(out / f"generate-{subset}.txt")
     report.pop("examples")
-    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", name)}
+    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", system)}
 
 
 def main():
@@ -152,7 +184,10 @@ def main():
     p.add_argument("--backbone", required=True, help="converted backbone (scripts/convert_backbone.py)")
     p.add_argument("--minutes", type=float, default=2.0, help="training wall-clock budget per system")
     p.add_argument("--test-sets", default="test", help="comma-separated fairseq splits to score")
-    p.add_argument("--scale", choices=["check", "full"], default=None, help="default: full on GPU, check on CPU")
+    p.add_argument("--scale", choices=["check", "cpu", "full"], default=None,
+                   help="model sizes (see above); default: full on GPU, check on CPU")
+    p.add_argument("--dlm-threshold", type=float, default=0.9,
+                   help="also decode dlm_pretrained with --decoding-strategy threshold at this τ (0: skip)")
     p.add_argument("--only", nargs="*", default=None, help="subset of systems to run")
     p.add_argument("--work", default=str(ROOT / "runs" / "benchmark"), help="working directory")
     p.add_argument("--json", default=None, help="results JSON (default WORK/results.json)")
@@ -166,19 +201,33 @@ def main():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     device = torch.cuda.get_device_name() if gpu else f"CPU ({os.cpu_count()} cores)"
+    t0 = time.time()
     ckpts = train_systems(a, work, gpu)
-    results = {s: {n: decode(a, work, gpu, n, c, s) for n, c in ckpts.items()} for s in a.test_sets.split(",")}
+    updates = {name: {stage: updates_done(log) for stage in ("train", "length")
+                      if (log := work / f"{name}.{stage}.log").exists()} for name in ckpts}
+    out = Path(a.json or work / "results.json")
+
+    def save(results):  # after every decode, so a run cut short still leaves what it measured
+        out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale, "results": results,
+                                   "updates": updates, "wall_seconds": {"total": round(time.time() - t0),
+                                                                        **WALL_SECONDS}}, indent=2))
+
+    results = {}
+    for subset in a.test_sets.split(","):
+        for row, spec in decoding_rows(a, ckpts).items():
+            results.setdefault(subset, {})[row] = decode(a, work, gpu, row, *spec, subset)
+            save(results)
     for subset, rows in results.items():
         print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}")
-        print(f"{'system':<16} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
+        print(f"{'system':<22} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
         for n, r in rows.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
             nfe = "-" if r["nfe_per_sentence"] is None else f"{r['nfe_per_sentence']:.1f}"
-            print(f"{n:<16} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
+            print(f"{n:<22} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
         print("sacrebleu " + next(iter(rows.values()))["signature"])
-    out = Path(a.json or work / "results.json")
-    out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale,
-                               "results": results}, indent=2))
+    print("updates in the budget: " + ", ".join(
+        f"{n} {u['train']}" + (f" + {u['length']} length" if "length" in u else "") for n, u in updates.items()))
+    print(f"wall-clock: {round(time.time() - t0)} s in all (per command in the JSON)")
     print(f"wrote {out}")
 
 

