@@ -23,6 +23,7 @@ CONFIGS = {
     "exact early exit (default)": dict(early_exit="exact"),
     "threshold tau=0.9": dict(strategy="threshold", confidence_threshold=0.9),
     "threshold tau=0.7": dict(strategy="threshold", confidence_threshold=0.7),
+    "threshold tau=0.5": dict(strategy="threshold", confidence_threshold=0.5),
     "blocks of 4 (semi-AR)": dict(block_length=4),
     "oracle length, exact early exit": dict(oracle_length=True),
 }
