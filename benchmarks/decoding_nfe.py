@@ -24,6 +24,8 @@ CONFIGS = {
     "threshold tau=0.9": dict(strategy="threshold", confidence_threshold=0.9),
     "threshold tau=0.7": dict(strategy="threshold", confidence_threshold=0.7),
     "threshold tau=0.5": dict(strategy="threshold", confidence_threshold=0.5),
+    "patience 1 (lossy)": dict(early_exit="patience", exit_patience=1),
+    "patience 2 (lossy)": dict(early_exit="patience", exit_patience=2),
     "blocks of 4 (semi-AR)": dict(block_length=4),
     "oracle length, exact early exit": dict(oracle_length=True),
 }
@@ -59,6 +61,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--post-process", default=None, help="e.g. sentencepiece")
     p.add_argument("--json", default="decoding_nfe.json", help="where to write the results")
+    p.add_argument("--configs", nargs="*", default=None,
+                   help="run only the configurations whose name contains one of these strings")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([a.checkpoint], arg_overrides={"data": a.data})
@@ -68,6 +72,8 @@ def main():
     task.load_dataset(a.split)
     rows = []
     for name, opts in CONFIGS.items():
+        if a.configs and not any(c in name for c in a.configs):
+            continue
         gen = DiffusionGenerator(task.target_dictionary, max_iter=a.steps,
                                  length_beam=1 if opts.get("oracle_length") else a.beam, **opts)
         rows.append({"config": name, **decode(model, task, a.split, gen, a.batch_size, a.post_process)})

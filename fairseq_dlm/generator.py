@@ -27,6 +27,7 @@ from .diffusion.schedules import mask_rate
 logger = logging.getLogger(__name__)
 
 PROPOSAL, NOISE, UNMASK = 1, 2, 3  # purposes of per-row random draws
+EARLY_EXIT_CHOICES = ChoiceEnum(["exact", "patience", "none"])
 
 
 @dataclass
@@ -58,12 +59,21 @@ class DiffusionGenerationConfig(FairseqDataclass):
     suppress_special_tokens: bool = field(
         default=False, metadata={"help": "never propose <s>, </s>, <pad>, <unk> or madeupword* symbols"}
     )
-    early_exit: ChoiceEnum(["exact", "none"]) = field(
+    early_exit: EARLY_EXIT_CHOICES = field(
         default="exact",
         metadata={
             "help": "exact: a row skips the forward pass while its canvas and masked set did not change and "
-            "k stays the same (lossless; deterministic strategies only); none: always run every step "
-            "(also implied by --iter-decode-force-max-iter)"
+            "k stays the same (lossless; deterministic strategies only); patience: a row stops once its "
+            "prediction is unchanged for --exit-patience steps (lossy, argmax only); none: always run "
+            "every step (also implied by --iter-decode-force-max-iter)"
+        },
+    )
+    exit_patience: int = field(
+        default=2,
+        metadata={
+            "help": "with --early-exit patience: stop a row after this many consecutive steps whose prediction "
+            "(committed tokens, every <mask> replaced by its argmax proposal) did not change, and commit "
+            "those proposals"
         },
     )
     confidence_threshold: float = field(
@@ -109,6 +119,7 @@ class DiffusionGenerator:
         retain_history: bool = False,
         suppress_special_tokens: bool = False,
         early_exit: str = "exact",
+        exit_patience: int = 2,
         confidence_threshold: float = 0.9,
         block_length: int = 0,
         seed: int = 1,
@@ -119,6 +130,14 @@ class DiffusionGenerator:
             raise ValueError("--mbr > 1 needs sampling (--decoding-temperature > 0): argmax candidates are identical")
         if length_beam < 1:
             raise ValueError(f"--iter-decode-with-beam must be ≥ 1, got {length_beam}")
+        if str(early_exit) == "patience":
+            if exit_patience < 1:
+                raise ValueError(f"--exit-patience must be ≥ 1, got {exit_patience}")
+            if sampling:
+                raise ValueError("--early-exit patience compares argmax proposals; it cannot be used with "
+                                 "--decoding-temperature > 0")
+            if block_length > 0:
+                raise ValueError("--early-exit patience is not supported with --block-length; use exact or none")
         if not 0 < confidence_threshold <= 1:
             raise ValueError(f"--confidence-threshold must be in (0, 1], got {confidence_threshold}")
         self.dictionary = dictionary
@@ -133,6 +152,7 @@ class DiffusionGenerator:
         self.retain_history = retain_history
         self.deterministic = not sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
         self.early_exit = str(early_exit) == "exact" and self.deterministic
+        self.patience = exit_patience if str(early_exit) == "patience" else 0
         self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
         self.banned = [self.mask]
         if suppress_special_tokens:
@@ -160,6 +180,7 @@ class DiffusionGenerator:
             retain_history=bool(_opt(args, None, "retain_iter_history", False)),
             suppress_special_tokens=_opt(args, task_cfg, "suppress_special_tokens", False),
             early_exit=early_exit,
+            exit_patience=_opt(args, task_cfg, "exit_patience", 2),
             confidence_threshold=_opt(args, task_cfg, "confidence_threshold", 0.9),
             block_length=_opt(args, task_cfg, "block_length", 0),
             seed=_opt(args, task_cfg, "seed", 1),
@@ -266,9 +287,12 @@ class DiffusionGenerator:
         used = torch.zeros(state.slots.size(0), dtype=torch.long, device=state.slots.device)
         changed = torch.ones_like(used, dtype=torch.bool)
         prev_key = torch.full_like(used, -1)
+        patience = _Patience(state.tokens, self.patience) if self.patience else None
         for step in range(1, plans.total_steps + 1):
             plan = plans.plan(step)
             active = plan.valid & (plan.domain & state.masked).any(dim=1) if strat.kind != "reparam" else plan.valid
+            if patience is not None:
+                active = active & ~patience.done
             if self.early_exit:
                 active = active & (changed | plan.key.ne(prev_key))
             prev_key = plan.key
@@ -276,20 +300,29 @@ class DiffusionGenerator:
                 state = state._replace(step=step, history=_extend(state.history, state.tokens))
                 changed = torch.zeros_like(changed)
                 continue
-            new = self._step(models, state._replace(history=None), plan, active, rng, step)
+            new, proposal, proposal_scores = self._step(models, state._replace(history=None), plan, active, rng, step)
             keep = active.unsqueeze(1)
             tokens = torch.where(keep, new.tokens, state.tokens)
             masked = torch.where(keep, new.masked, state.masked)
+            scores = torch.where(keep, new.scores, state.scores)
+            if patience is not None:  # rows whose prediction settled commit their proposals and stop
+                stop = patience.update(active, torch.where(masked, proposal, tokens))
+                fill = stop.unsqueeze(1) & masked
+                tokens = torch.where(fill, proposal, tokens)
+                scores = torch.where(fill, proposal_scores, scores)
+                masked = masked & ~fill
             changed = (tokens != state.tokens).any(dim=1) | (masked != state.masked).any(dim=1)
             state = state._replace(
-                tokens=tokens, masked=masked, scores=torch.where(keep, new.scores, state.scores),
-                step=step, history=_extend(state.history, tokens),
+                tokens=tokens, masked=masked, scores=scores, step=step, history=_extend(state.history, tokens),
             )
             used += active.long()
         return state, used
 
     def _step(self, models, state, plan, active, rng, step):
-        """One step for the ``active`` rows (forward pass on those rows' domain slots only)."""
+        """One step for the ``active`` rows (forward pass on those rows' domain slots only).
+
+        Returns ``(new state, proposals [R, W], proposal scores [R, W])``: the canvas with every
+        domain slot of the active rows replaced by its proposal ``ŷ`` (and ``ŝ``; 0 elsewhere)."""
         rows = active.nonzero().squeeze(1)
         sub_tokens, sub_domain = state.tokens[rows], plan.domain[rows]
         logp = self.log_probs(models, sub_tokens, sub_domain)
@@ -297,6 +330,10 @@ class DiffusionGenerator:
         cand_tokens, cand_scores = state.tokens.clone(), torch.zeros_like(state.scores)
         cand_tokens[rows] = sub_tokens.masked_scatter(sub_domain, y)
         cand_scores[rows] = torch.zeros_like(state.scores[rows]).masked_scatter(sub_domain, s.float())
+        return self._transition(state, cand_tokens, cand_scores, plan, rows, rng, step), cand_tokens, cand_scores
+
+    def _transition(self, state, cand_tokens, cand_scores, plan, rows, rng, step):
+        """The strategy's update of ``state`` given the proposals (SPEC §6.2, §6.4)."""
         kind = self.strategy.kind
         if kind == "cmlm":
             uniform = self._slot_noise(rng, rows, plan.domain, step, UNMASK)
@@ -330,6 +367,28 @@ class DiffusionGenerator:
                 {"tokens": torch.cat([h[row][slot], eos]), "steps": i} for i, h in enumerate(state.history)
             ]
         return hypo
+
+
+class _Patience:
+    """Per-row bookkeeping of ``--early-exit patience P`` (SPEC §6.4 item 2, lossy).
+
+    A row's *prediction* after a step is its canvas with every ``<mask>`` replaced by the step's
+    proposal. A row stops once P consecutive steps left the prediction unchanged."""
+
+    def __init__(self, tokens: torch.Tensor, patience: int):
+        self.patience = patience
+        self.prev = tokens.clone()  # [R, W]; holds <mask>es, which are never proposed
+        self.stable = torch.zeros(tokens.size(0), dtype=torch.long, device=tokens.device)  # [R]
+        self.done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)  # [R]
+
+    def update(self, active: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+        """Record the ``[R, W]`` predictions of the ``[R]`` active rows; return the rows to stop now."""
+        same = (prediction == self.prev).all(dim=1)
+        self.stable = torch.where(active, torch.where(same, self.stable + 1, 0), self.stable)
+        self.prev = torch.where(active.unsqueeze(1), prediction, self.prev)
+        stop = active & (self.stable >= self.patience)
+        self.done |= stop
+        return stop
 
 
 def _cumcount(owner: List[int]) -> List[int]:

@@ -127,6 +127,7 @@ def float64_model(loaded):
     dict(max_iter=8, length_beam=2, decoding_strategy="reparam-cond-deterministic-linear"),
     dict(max_iter=8, oracle_length=True, block_length=2),
     dict(max_iter=8, length_beam=2, decoding_strategy="threshold", confidence_threshold=0.8),
+    dict(max_iter=8, length_beam=2, early_exit="patience", exit_patience=1),
 ])
 def test_deterministic_decoding_is_batch_invariant(float64_model, options):
     model, task = float64_model
@@ -167,6 +168,39 @@ def test_exact_early_exit_is_lossless(loaded):
     assert all(h["nfe"] == 2 * 20 + 1 for h in full.values() if h["nfe"] != 20 + 1)
 
 
+def test_patience_as_long_as_the_steps_changes_nothing(loaded):
+    model, task = loaded
+    ids = list(range(100))
+    full = _decode(model, task, ids, max_iter=8, length_beam=2, early_exit="none")
+    never = _decode(model, task, ids, max_iter=8, length_beam=2, early_exit="patience", exit_patience=8)
+    for i in ids:
+        assert torch.equal(full[i]["tokens"], never[i]["tokens"]) and full[i]["nfe"] == never[i]["nfe"]
+
+
+def test_patience_stops_settled_rows_and_commits_their_proposals(loaded):
+    model, task = loaded
+    ids = list(range(200))
+    full = _decode(model, task, ids, max_iter=20, length_beam=2, early_exit="none")
+    fast = _decode(model, task, ids, max_iter=20, length_beam=2, early_exit="patience", exit_patience=1)
+    mask = task.target_dictionary.index("<mask>")
+    assert all(mask not in h["tokens"].tolist() for h in fast.values())
+    assert all(h["steps"] >= 2 for h in fast.values())  # a prediction, then one that repeats it
+    assert sum(h["nfe"] for h in fast.values()) < 0.6 * sum(h["nfe"] for h in full.values())
+    same = sum(torch.equal(full[i]["tokens"], fast[i]["tokens"]) for i in ids)
+    assert same >= 0.8 * len(ids), f"only {same} of {len(ids)} hypotheses kept by patience 1 on a confident model"
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(exit_patience=0), "--exit-patience must be"),
+    (dict(sampling=True, temperature=1.0), "argmax proposals"),
+    (dict(block_length=4), "not supported with --block-length"),
+])
+def test_patience_misuse_is_a_clear_error(loaded, options, message):
+    _, task = loaded
+    with pytest.raises(ValueError, match=message):
+        DiffusionGenerator(task.target_dictionary, early_exit="patience", **options)
+
+
 # ---------------------------------------------------------------------------- CLI
 def _generate(data, ckpt, *extra):
     proc = cli("generate", data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", ckpt, "--cpu",
@@ -185,6 +219,18 @@ def test_cli_length_beam_batch_invariance(reverse_data, reverse_length_model):
     assert one == many == by_tokens
     assert float(re.search(r"BLEU = ([\d.]+)", out).group(1)) > 80
     assert all(1 <= int(s) <= 8 for s in re.findall(r"^I-\d+\t(\d+)$", out, re.M))
+
+
+def test_cli_patience_exit(reverse_data, reverse_length_model):
+    ckpt, _ = reverse_length_model
+    proc = cli("generate", reverse_data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", ckpt, "--cpu",
+               "--gen-subset", "test", "--iter-decode-max-iter", 8, "--iter-decode-with-beam", 2,
+               "--early-exit", "patience", "--exit-patience", 1, "--scoring", "sacrebleu")
+    out = proc.stdout + proc.stderr
+    assert len(re.findall(r"^H-\d+\t", out, re.M)) == 200
+    nfe = float(re.findall(r"([\d.]+) network evaluations per sentence", out)[-1])
+    assert 2 * 2 + 1 <= nfe < 2 * 8 + 1  # ≥ 2 passes per candidate, fewer than all 8 steps
+    assert float(re.search(r"BLEU = ([\d.]+)", out).group(1)) > 80
 
 
 def test_cli_interactive_reads_stdin(reverse_data, reverse_length_model):
