@@ -9,6 +9,7 @@ early exit, selection) is computed per row, so hypotheses do not depend on the b
 """
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import List
 
@@ -19,6 +20,7 @@ from .diffusion.blocks import BlockSchedule
 from .diffusion.denoise import (
     cmlm_step, finalize, gumbel_from_uniform, init_state, parse_strategy, reparam_step, threshold_step,
 )
+from .diffusion.fixed_shapes import BUCKET, MICRO_BATCH, map_fixed_shapes
 from .diffusion.layout import build_canvas, prompt_tokens
 from .diffusion.length import candidate_lengths, select_best
 from .diffusion.rng import RowRandom
@@ -82,6 +84,14 @@ class DiffusionGenerationConfig(FairseqDataclass):
     block_length: int = field(
         default=0, metadata={"help": "semi-autoregressive decoding in blocks of this many slots (0 = off)"}
     )
+    batch_invariant: bool = field(
+        default=False,
+        metadata={
+            "help": f"fixed network shapes (rows bucketed by their own length to multiples of {BUCKET}, "
+            f"micro-batches of {MICRO_BATCH} rows, logits at all positions) and deterministic algorithms, so "
+            "float32/bf16 kernels give bit-identical hypotheses whatever the batch; slower"
+        },
+    )
 
 
 def _opt(args, cfg, name, default=None):
@@ -123,6 +133,7 @@ class DiffusionGenerator:
         confidence_threshold: float = 0.9,
         block_length: int = 0,
         seed: int = 1,
+        batch_invariant: bool = False,
     ):
         if max_iter < 1:
             raise ValueError(f"--iter-decode-max-iter must be ≥ 1, got {max_iter}")
@@ -154,6 +165,12 @@ class DiffusionGenerator:
         self.early_exit = str(early_exit) == "exact" and self.deterministic
         self.patience = exit_patience if str(early_exit) == "patience" else 0
         self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
+        self.batch_invariant = batch_invariant
+        if batch_invariant:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            logger.info("--batch-invariant: fixed shapes (%d-token buckets, %d-row micro-batches), "
+                        "deterministic algorithms", BUCKET, MICRO_BATCH)
         self.banned = [self.mask]
         if suppress_special_tokens:
             self.banned += [self.bos, self.eos, self.pad, dictionary.unk()]
@@ -184,6 +201,7 @@ class DiffusionGenerator:
             confidence_threshold=_opt(args, task_cfg, "confidence_threshold", 0.9),
             block_length=_opt(args, task_cfg, "block_length", 0),
             seed=_opt(args, task_cfg, "seed", 1),
+            batch_invariant=bool(_opt(args, task_cfg, "batch_invariant", False)),
         )
 
     # --------------------------------------------------------------- lengths
@@ -209,7 +227,11 @@ class DiffusionGenerator:
         if self.oracle_length:
             lengths = torch.minimum(self.oracle_lengths(sample), room)
             return lengths, torch.arange(src.size(0), device=src.device), False
-        logits = models[0].predict_length(prompt_tokens(src, self.pad, self.bos, self.eos))
+        prompt = prompt_tokens(src, self.pad, self.bos, self.eos)
+        if self.batch_invariant:
+            logits = torch.stack(map_fixed_shapes(prompt, self.pad, [self.bos], models[0].predict_length))
+        else:
+            logits = models[0].predict_length(prompt)
         lengths, owner = candidate_lengths(logits, self.length_beam, room)
         return lengths, owner, True
 
@@ -219,12 +241,19 @@ class DiffusionGenerator:
         an ensemble averages probabilities."""
         out = []
         for model in models:
-            logits = model(tokens, positions=positions).float()
+            logits = self._logits(model, tokens, positions).float()
             logits[:, self.banned] = float("-inf")
             out.append(torch.log_softmax(logits, dim=-1))
         if len(out) == 1:
             return out[0]
         return torch.logsumexp(torch.stack(out), dim=0) - math.log(len(out))
+
+    def _logits(self, model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``[n, V]`` logits at ``positions`` (row-major), through fixed shapes with ``--batch-invariant``."""
+        if not self.batch_invariant:
+            return model(tokens, positions=positions)
+        per_row = map_fixed_shapes(tokens, self.pad, [self.bos, self.eos], model)  # R × [bucket, V]
+        return torch.cat([out[positions[r].nonzero().squeeze(1)] for r, out in enumerate(per_row)])
 
     def propose(self, logp, rng, rows: List[int], counts: List[int], step: int):
         """``(ŷ, ŝ)`` ``[n]``: argmax, or inverse-CDF sampling with one per-row uniform per slot."""

@@ -4,6 +4,7 @@ import torch
 
 from fairseq_dlm.diffusion.blocks import BlockSchedule
 from fairseq_dlm.diffusion.denoise import init_state, threshold_step
+from fairseq_dlm.diffusion.fixed_shapes import map_fixed_shapes, row_lengths
 from fairseq_dlm.diffusion.layout import prompt_tokens
 from fairseq_dlm.diffusion.length import candidate_lengths, length_targets, select_best
 from fairseq_dlm.diffusion.rng import RowRandom
@@ -97,3 +98,25 @@ def test_single_block_plan_follows_the_schedule_exactly():
             assert plans.total_steps == steps
             for s in range(1, steps + 1):
                 assert torch.equal(plans.plan(s).k, num_masked_after_step(sizes, s, steps, schedule))
+
+
+def test_fixed_shapes_give_every_row_its_own_bucket_and_a_fixed_micro_batch():
+    pad, bos, eos = 1, 0, 2
+    lengths = [3, 70, 5, 64, 65, 1, 130]
+    tokens = torch.full((len(lengths), 140), pad)
+    for r, n in enumerate(lengths):
+        tokens[r, :n] = torch.arange(10, 10 + n)
+    assert row_lengths(tokens, pad).tolist() == lengths
+    shapes = []
+
+    def fn(batch):
+        shapes.append(tuple(batch.shape))
+        return batch.clone()
+
+    out = map_fixed_shapes(tokens, pad, [bos, eos], fn, bucket=64, micro_batch=4)
+    assert sorted(set(shapes)) == [(4, 64), (4, 128), (4, 192)]  # one call per bucket here
+    for r, n in enumerate(lengths):
+        assert out[r].size(0) == -(-n // 64) * 64
+        assert torch.equal(out[r][:n], tokens[r, :n]) and out[r][n:].eq(pad).all()
+    with pytest.raises(ValueError, match="fixed shapes need"):
+        map_fixed_shapes(tokens, pad, [bos, eos], fn, bucket=1)

@@ -122,6 +122,19 @@ def float64_model(loaded):
     model.float()
 
 
+def _decode_across_batches(model, task, extra_pad, **options):
+    """``(ref, runs)``: all 200 examples in one batch, then alone, in shuffled batches of 7, and
+    all shuffled with ``extra_pad`` more padding columns."""
+    everything = list(range(200))
+    ref = _decode(model, task, everything, **options)
+    shuffled = everything[:]
+    random.Random(3).shuffle(shuffled)
+    runs = [_decode(model, task, [i], **options) for i in everything[:12]]
+    runs += [_decode(model, task, shuffled[j:j + 7], **options) for j in range(0, 200, 7)]
+    runs += [_decode(model, task, shuffled, extra_pad=extra_pad, **options)]
+    return ref, runs
+
+
 @pytest.mark.parametrize("options", [
     dict(max_iter=8, length_beam=3),
     dict(max_iter=8, length_beam=2, decoding_strategy="reparam-cond-deterministic-linear"),
@@ -133,17 +146,28 @@ def test_deterministic_decoding_is_batch_invariant(float64_model, options):
     model, task = float64_model
     if "decoding_strategy" in options:
         options = dict(options, strategy=options.pop("decoding_strategy"))
-    everything = list(range(200))
-    ref = _decode(model, task, everything, **options)
-    shuffled = everything[:]
-    random.Random(3).shuffle(shuffled)
-    runs = [_decode(model, task, [i], **options) for i in everything[:12]]
-    runs += [_decode(model, task, shuffled[j:j + 7], **options) for j in range(0, 200, 7)]
-    runs += [_decode(model, task, shuffled, extra_pad=5, **options)]
+    ref, runs = _decode_across_batches(model, task, extra_pad=5, **options)
     for run in runs:
         for i, hypo in run.items():
             assert torch.equal(hypo["tokens"], ref[i]["tokens"]), f"example {i} changed with the batch"
             assert abs(hypo["score"].item() - ref[i]["score"].item()) < 1e-9
+
+
+@pytest.fixture
+def deterministic_algorithms_restored():
+    yield
+    torch.use_deterministic_algorithms(False)  # --batch-invariant switches them on for the process
+
+
+def test_batch_invariant_flag_makes_float32_bit_identical(loaded, deterministic_algorithms_restored):
+    model, task = loaded
+    # extra_pad=70: the whole batch gets another width bucket
+    ref, runs = _decode_across_batches(model, task, extra_pad=70, max_iter=8, length_beam=3, batch_invariant=True)
+    for run in runs:
+        for i, hypo in run.items():
+            assert torch.equal(hypo["tokens"], ref[i]["tokens"])
+            assert hypo["score"].item() == ref[i]["score"].item()  # float32, bit for bit
+            assert torch.equal(hypo["positional_scores"], ref[i]["positional_scores"])
 
 
 def test_stochastic_decoding_is_reproducible_and_batch_invariant(loaded):
@@ -219,6 +243,18 @@ def test_cli_length_beam_batch_invariance(reverse_data, reverse_length_model):
     assert one == many == by_tokens
     assert float(re.search(r"BLEU = ([\d.]+)", out).group(1)) > 80
     assert all(1 <= int(s) <= 8 for s in re.findall(r"^I-\d+\t(\d+)$", out, re.M))
+
+
+def test_cli_batch_invariant_scores_are_identical(reverse_data, reverse_length_model):
+    ckpt, _ = reverse_length_model
+    runs = []
+    for batching in (["--batch-size", 1], ["--max-tokens", 300]):
+        proc = cli("generate", reverse_data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", ckpt,
+                   "--cpu", "--gen-subset", "test", "--iter-decode-max-iter", 8, "--iter-decode-with-beam", 2,
+                   "--batch-invariant", *batching)
+        assert "--batch-invariant: fixed shapes" in proc.stdout + proc.stderr
+        runs.append(sorted(re.findall(r"^[HP]-\d+\t.*$", proc.stdout, re.M)))
+    assert len(runs[0]) == 400 and runs[0] == runs[1]  # hypotheses, scores and positional scores
 
 
 def test_cli_patience_exit(reverse_data, reverse_length_model):
