@@ -212,19 +212,19 @@ def main():
                                    "updates": updates, "wall_seconds": {"total": round(time.time() - t0),
                                                                         **WALL_SECONDS}}, indent=2))
 
-    results = {}
+    results, rows = {}, decoding_rows(a, ckpts)
     for subset in a.test_sets.split(","):
-        for row, spec in decoding_rows(a, ckpts).items():
+        for row, spec in rows.items():
             results.setdefault(subset, {})[row] = decode(a, work, gpu, row, *spec, subset)
             save(results)
-    for subset, rows in results.items():
+    for subset, table in results.items():
         print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}")
         print(f"{'system':<22} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
-        for n, r in rows.items():
+        for n, r in table.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
             nfe = "-" if r["nfe_per_sentence"] is None else f"{r['nfe_per_sentence']:.1f}"
             print(f"{n:<22} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
-        print("sacrebleu " + next(iter(rows.values()))["signature"])
+        print("sacrebleu " + next(iter(table.values()))["signature"])
     print("updates in the budget: " + ", ".join(
         f"{n} {u['train']}" + (f" + {u['length']} length" if "length" in u else "") for n, u in updates.items()))
     print(f"wall-clock: {round(time.time() - t0)} s in all (per command in the JSON)")

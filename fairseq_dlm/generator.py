@@ -141,7 +141,8 @@ class DiffusionGenerator:
             raise ValueError("--mbr > 1 needs sampling (--decoding-temperature > 0): argmax candidates are identical")
         if length_beam < 1:
             raise ValueError(f"--iter-decode-with-beam must be ≥ 1, got {length_beam}")
-        if str(early_exit) == "patience":
+        early_exit = str(early_exit)  # an Enum member from fairseq's config, or a plain string
+        if early_exit == "patience":
             if exit_patience < 1:
                 raise ValueError(f"--exit-patience must be ≥ 1, got {exit_patience}")
             if sampling:
@@ -162,8 +163,8 @@ class DiffusionGenerator:
         self.oracle_length, self.length_beam, self.mbr = oracle_length, length_beam, mbr
         self.retain_history = retain_history
         self.deterministic = not sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
-        self.early_exit = str(early_exit) == "exact" and self.deterministic
-        self.patience = exit_patience if str(early_exit) == "patience" else 0
+        self.early_exit = early_exit == "exact" and self.deterministic
+        self.patience = exit_patience if early_exit == "patience" else 0
         self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
         self.batch_invariant = batch_invariant
         if batch_invariant:

@@ -56,10 +56,9 @@ def map_fixed_shapes(
         for lo in range(0, len(rows), micro_batch):
             chunk = rows[lo:lo + micro_batch]
             batch = tokens.new_full((micro_batch, width), pad)
-            batch[:, : len(filler)] = torch.tensor(filler, dtype=tokens.dtype, device=tokens.device)
             keep = min(width, tokens.size(1))
-            batch[: len(chunk)] = pad
             batch[: len(chunk), :keep] = tokens[chunk, :keep]
+            batch[len(chunk):, : len(filler)] = tokens.new_tensor(filler)  # dummy rows
             result = fn(batch)
             for i, r in enumerate(chunk):
                 out[r] = result[i]
