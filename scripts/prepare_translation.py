@@ -2,7 +2,7 @@
 """Prepare a prompted translation data folder for ``fairseq_dlm`` (SPEC §2, §9.2).
 
 raw parallel text (plain or .gz) → normalisation (NFC, whitespace stripped and collapsed; pairs
-with an empty side are dropped and counted) → the prompt template on the source side (SPEC §2.3)
+with an empty or invisible-only side are dropped and counted) → the prompt template on the source side (SPEC §2.3)
 → SentencePiece pieces of the backbone's model → ``fairseq-preprocess --joined-dictionary``
 (pruned dictionary, or ``--srcdict`` with ``--full-dict``) → ``<dest-root>/<name>.<src>-<tgt>.
 prompted.xlm-r-dict.bin`` holding ``dict.{src,tgt}.txt`` (identical), ``{split}.{src}-{tgt}.
@@ -14,6 +14,7 @@ Example (Multi30k de→en):
         --spm-model XLMR_DIR/sentencepiece.bpe.model [--full-dict XLMR_DIR/dict.txt]
 """
 import argparse
+import contextlib
 import gzip
 import hashlib
 import importlib.util
@@ -48,6 +49,17 @@ README_MARKER = "written by scripts/prepare_translation.py"
 SPLIT_NAME = re.compile(r"^(train|valid|test)(\d*)$")
 SUMMARY_LINE = re.compile(r"\[(\S+)\] spm/(\S+)\.\1: (\d+) sents, (\d+) tokens(?:, ([0-9.eE+-]+)% replaced)?")
 CHUNK = 10000  # pairs encoded per SentencePiece call
+# Characters that render as nothing: C0/C1 controls and Unicode's Default_Ignorable_Code_Point
+# (DerivedCoreProperties.txt) -- soft hyphen, zero-width space, ZWNJ/ZWJ, bidi marks, word joiner, BOM,
+# variation selectors, Hangul fillers, tags. str.split() keeps them, so a side made only of these (and
+# spaces) would pass as text and, on the source side, get the prompt's pieces; it counts as empty
+# (``normalise``). Inside real text they are kept: ZWNJ/ZWJ are spelling in Persian and Indic scripts.
+INVISIBLE = ((0x0000, 0x001F), (0x007F, 0x009F),  # controls (Cc)
+             (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+             (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+             (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+             (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+BLANK = re.compile("[ " + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in INVISIBLE) + "]*")
 MAX_LISTED_DROPS = 5
 
 
@@ -78,8 +90,10 @@ class SplitStats:
 
 # ------------------------------------------------------------------------------ text and prompts
 def normalise(line: str) -> str:
-    """NFC unicode normalisation, then strip and collapse whitespace (``" ".join(s.split())``)."""
-    return " ".join(unicodedata.normalize("NFC", line).split())
+    """NFC unicode normalisation, then strip and collapse whitespace (``" ".join(s.split())``); a line
+    of invisible characters only (``BLANK``, e.g. a lone zero-width space) becomes ``""``."""
+    text = " ".join(unicodedata.normalize("NFC", line).split())
+    return "" if BLANK.fullmatch(text) else text
 
 
 def resolve_template(template: Optional[str], src: str, tgt: str) -> str:
@@ -178,23 +192,30 @@ def download_multi30k(raw_dir: Path, prefixes: List[str], langs: Tuple[str, str]
             tmp.replace(dest)
 
 
-def open_text(path: Path):
-    """Open UTF-8 text (gzipped when the name ends in .gz); lines end at ``\\n`` only, a BOM is dropped."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
-    return open(path, encoding="utf-8-sig", newline="\n")
+def read_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file (gzipped when the name ends in .gz): split at ``\\n`` only, ends
+    kept, a leading BOM dropped. PrepareError on bad gzip/UTF-8 naming the 1-based line.
+
+    Each line is decoded on its own: a text-mode reader decodes 8 KB blocks ahead of the lines it has
+    returned, so its UnicodeDecodeError cannot say which line holds the bad byte.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    n = 0
+    try:
+        with opener(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                line = raw.decode("utf-8")
+                yield line[1:] if n == 1 and line.startswith("\ufeff") else line
+    except UnicodeDecodeError as e:
+        raise PrepareError(f"{path}: line {n} is not valid UTF-8 (byte {e.object[e.start]:#04x} at position "
+                           f"{e.start + 1}); convert the file to UTF-8, e.g. iconv -f LATIN1 -t UTF-8") from e
+    except (gzip.BadGzipFile, EOFError, OSError) as e:
+        raise PrepareError(f"cannot read {path} after line {n} ({e}); it must be UTF-8 text, optionally gzipped") from e
 
 
 def count_lines(path: Path) -> int:
     """Number of lines (a last line without ``\\n`` counts); PrepareError on bad gzip/UTF-8."""
-    n = 0
-    try:
-        with open_text(path) as f:
-            for n, _ in enumerate(f, 1):
-                pass
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as e:
-        raise PrepareError(f"cannot read {path} after line {n} ({e}); it must be UTF-8 text, optionally gzipped") from e
-    return n
+    return sum(1 for _ in read_lines(path))
 
 
 def check_pair_counts(stats: SplitStats) -> None:
@@ -211,7 +232,8 @@ def check_pair_counts(stats: SplitStats) -> None:
 
 def iter_pairs(src_file: Path, tgt_file: Path, limit: int) -> Iterator[Tuple[int, str, str]]:
     """``(line number, source, target)`` for the first ``limit`` pairs."""
-    with open_text(src_file) as fs, open_text(tgt_file) as ft:
+    fs, ft = read_lines(src_file), read_lines(tgt_file)
+    with contextlib.closing(fs), contextlib.closing(ft):
         for i, (s, t) in enumerate(zip(fs, ft), 1):
             if i > limit:
                 return
@@ -391,7 +413,8 @@ Command:
 Each raw line (split on `\\n` only; a UTF-8 BOM is dropped) is NFC-normalised
 (`unicodedata.normalize("NFC", line)`), then stripped with whitespace runs collapsed to one space
 (`" ".join(line.split())`). No lowercasing, no Moses tokenisation. A pair whose source or target
-is empty after this (or has no SentencePiece pieces) is dropped, keeping the sides aligned.
+is empty after this (or holds only invisible characters such as U+200B, or has no SentencePiece
+pieces) is dropped, keeping the sides aligned; invisible characters inside text are kept.
 {f"Only the first {a.max_train} training pairs are used (`--max-train`)." if a.max_train else ""}
 
 ## Prompt template (source side)

@@ -1,8 +1,8 @@
 """scripts/prepare_translation.py end to end: raw text → prompted SentencePiece pieces → fairseq binaries.
 
 Every test runs the real script as a subprocess on tiny raw files written here (some gzipped,
-some plain, messy whitespace, decomposed unicode, one empty target line) with a tiny
-SentencePiece model trained on the same text.
+some plain, messy whitespace, decomposed unicode, empty and invisible-only sides, a bad byte) with
+a tiny SentencePiece model trained on the same text.
 """
 import gzip
 import os
@@ -19,8 +19,9 @@ MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 PREFIX = "Translate the German sentence to English. German:"
 OUT_NAME = "multi30k.de-en.prompted.xlm-r-dict.bin"
 
-# (de, en) raw lines: messy whitespace, a decomposed "ü" (NFD), an empty target (train line 4), and a
-# target without pieces (valid line 6)
+# (de, en) raw lines: messy whitespace, a decomposed "ü" (NFD), an empty target (train line 4), a
+# target without pieces (valid line 6), sides of invisible characters only (valid lines 7, 9), and a
+# zero-width non-joiner inside a word (valid line 8, kept as it is)
 TRAIN = [
     ("der hund sieht einen ball", "the dog sees a ball"),
     ("  die   katze\tmag einen apfel  ", "the cat likes an apple"),
@@ -38,7 +39,10 @@ TRAIN = [
 VALID = [("der hund hat einen apfel", "the dog has an apple"), ("die katze sieht den mann", "the cat sees the man"),
          ("das kind hat einen ball", "the child has a ball"), ("der mann sieht die frau", "the man sees the woman"),
          ("die frau hat einen vogel", "the woman has a bird"),
-         ("der hund hat einen vogel", "\u200b")]  # zero-width space: survives .split(), no SentencePiece pieces
+         ("der hund hat einen vogel", "\ufffd"),  # visible text, but SentencePiece maps U+FFFD to a space
+         ("\u200b\u2060 \ufeff", "the cat has a ball"),  # zero-width only: the prompt alone would give pieces
+         ("das kind mag den vo\u200cgel", "the child likes the bird"),
+         ("der mann hat den ball", "\u200d\x07")]  # ZWJ + a control character: empty
 TEST = [("der vogel mag den apfel", "the bird likes the apple"), ("die frau mag das kind", "the woman likes the child"),
         ("der hund sieht die katze", "the dog sees the cat"), ("das kind sieht einen apfel", "the child sees an apple")]
 TEST1 = [("die katze mag den ball", "the cat likes the ball"), ("der mann hat einen hund", "the man has a dog"),
@@ -125,6 +129,8 @@ def raw(tmp_path_factory) -> Path:
     write_pairs(root / "raw", "val", VALID, gz_de=True, gz_en=True)
     write_pairs(root / "raw", "test_2016_flickr", TEST, gz_de=False, gz_en=False)
     write_pairs(root / "elsewhere", "test_2017_flickr", TEST1, gz_de=True, gz_en=False)
+    bom = root / "elsewhere" / "test_2017_flickr.en"
+    bom.write_bytes("\ufeff".encode("utf-8") + bom.read_bytes())  # a UTF-8 BOM, dropped on reading
     return root / "raw"
 
 
@@ -161,15 +167,16 @@ def test_prompt_and_targets_round_trip(prepared):
     assert decoded(folder, "test1", "en") == [e for _, e in TEST1]
     text = (folder / "text" / "train.de").read_text(encoding="utf-8")
     assert "der grüne vogel" in text and "u\u0308" not in text  # NFC, kept as references in text/
+    assert (folder / "text" / "test1.en").read_text(encoding="utf-8").split("\n")[0] == TEST1[0][1]  # no BOM
     assert (folder / "spm" / "train.de").is_file()
 
 
 def test_counts_drops_and_readme(prepared):
     folder, proc = prepared
-    for split, n in (("train", 11), ("valid", 5), ("test", 4), ("test1", 3)):
+    for split, n in (("train", 11), ("valid", 6), ("test", 4), ("test1", 3)):
         assert [len(load_split(folder, split, lang)[1]) for lang in ("de", "en")] == [n, n], split
     assert "train: 12 pairs read, 1 dropped" in proc.stderr and "4 (target: empty)" in proc.stderr
-    assert "valid: 6 pairs read, 1 dropped (0 empty after normalisation, 1 without pieces)" in proc.stderr
+    assert "valid: 9 pairs read, 3 dropped (2 empty after normalisation, 1 without pieces)" in proc.stderr
     assert "6 (target: no SentencePiece pieces)" in proc.stderr
     assert "test: 4 pairs read, 0 dropped" in proc.stderr
     readme = (folder / "README.md").read_text(encoding="utf-8")
@@ -177,6 +184,37 @@ def test_counts_drops_and_readme(prepared):
                    "prepare_translation.py --raw-dir", "| train |", "| 12 | 12 | 1 | 0 | 11 |", "4 (target: empty)",
                    "fairseq-preprocess --source-lang de --target-lang en"):
         assert needle in readme, needle
+
+
+def test_invisible_sides_count_as_empty(prepared):
+    """A side of zero-width / format / control characters only is dropped and counted as empty (a source
+    like that used to be kept: the prompt alone has pieces); inside a word such a character stays."""
+    folder, proc = prepared
+    assert "7 (source: empty)" in proc.stderr and "9 (target: empty)" in proc.stderr
+    text = (folder / "text" / "valid.de").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(text) == 6 and not any("\u200b" in line or "\u2060" in line for line in text)
+    assert f"{PREFIX} das kind mag den vo\u200cgel English:" in text  # ZWNJ inside a word is kept
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert "| 9 | 9 | 2 | 1 | 6 |" in readme and "7 (source: empty)" in readme
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_bad_utf8_names_its_line(tmp_path, raw, mt_spm, gz):
+    """A non-UTF-8 byte is reported at its own 1-based line number, also far past the first 8 KB (a
+    text-mode reader decodes a block ahead, and named a line ~200 earlier)."""
+    bad = tmp_path / "raw"
+    shutil.copytree(raw, bad)
+    lines = [f"der hund sieht einen ball {i}".encode("utf-8") for i in range(3000)]
+    lines[2344] = "die straße ist lang".encode("latin-1")  # line 2345: a lone 0xdf byte
+    data = b"\n".join(lines) + b"\n"
+    src = bad / ("test_2016_flickr.de.gz" if gz else "test_2016_flickr.de")
+    (bad / "test_2016_flickr.de").unlink()
+    src.write_bytes(gzip.compress(data) if gz else data)
+    write_lines(bad / "test_2016_flickr.en", [f"the dog sees a ball {i}" for i in range(3000)])
+    err = failed(run_prepare("--raw-dir", bad, "--spm-model", mt_spm, "--out-dir", tmp_path / "out"),
+                 f"{src}: line 2345 is not valid UTF-8 (byte 0xdf at position 9)", "iconv")
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_max_train_and_overwrite(tmp_path, raw, mt_spm):
