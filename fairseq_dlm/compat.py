@@ -8,6 +8,11 @@ fork did not.  We do not patch fairseq's files: instead the ``torch`` name *insi
 ``weights_only=False``.  Every other module, and every explicit ``weights_only=`` argument, is
 untouched.  Only load checkpoints you trust (pickle can execute code), as with any fairseq
 checkpoint.
+
+The checkpoint-*file* shims live in :mod:`fairseq_dlm.compat_checkpoints`, installed by
+:func:`install` too: atomic copies to ``checkpoint_last.pt``/``checkpoint_best.pt`` (a kill
+during a save no longer destroys them), a clear error for a truncated or corrupt checkpoint,
+and a resume that falls back, with a warning, to the newest complete checkpoint.
 """
 import functools
 
@@ -27,11 +32,16 @@ class _TorchProxy:
 
 
 def install() -> None:
-    """Scope the ``weights_only=False`` default to fairseq's own checkpoint loading (idempotent)."""
+    """Scope the ``weights_only=False`` default to fairseq's own checkpoint loading, and install
+    the checkpoint-file shims of :mod:`fairseq_dlm.compat_checkpoints` (idempotent)."""
     global _PATCHED
     if _PATCHED:
         return
     import fairseq.checkpoint_utils as checkpoint_utils
+
+    from . import compat_checkpoints
+
+    compat_checkpoints.install()
 
     @functools.wraps(torch.load)
     def _load(*args, **kwargs):
