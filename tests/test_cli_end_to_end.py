@@ -123,7 +123,39 @@ def test_long_prompts_are_filtered_and_logged(tmp_path):
     proc = cli("train", data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-positions", 32,
                "--max-update", 2, "--save-dir", tmp_path / "ck")
     log = proc.stdout + proc.stderr
-    assert re.search(r"2 of 30 examples of split 'train' are longer than 32 tokens", log)
+    assert re.search(r"2 of 30 examples of split 'train' are longer than the model's 32 positions", log)
+
+
+def test_max_tokens_limit_is_named(tmp_path):
+    """Examples that fit the positions but not one batch: the message names --max-tokens (issue 8.5)."""
+    raw = tmp_path / "raw"
+    write_split(raw, "train", ["a b c"] * 20 + ["a b c d e f g h i j"] * 20, ["a b"] * 40)
+    write_split(raw, "valid", ["a b"] * 3, ["a"] * 3)
+    data = preprocess(raw, tmp_path / "bin", ("train", "valid"))
+    proc = cli("train", data, *TRAIN, "--max-tokens", 10, "--arch", "xlmr_diffusion_tiny", "--max-update", 1,
+               "--save-dir", tmp_path / "ck")  # the last --max-tokens wins
+    log = proc.stdout + proc.stderr
+    assert "20 of 40 examples of split 'train' are longer than --max-tokens 10" in log
+    assert "raise --max-tokens" in log and "positions" not in log.split("--max-tokens 10", 1)[1].split("\n")[0]
+
+
+def test_generate_refuses_over_long_examples_unless_told_to_skip(tmp_path):
+    raw = tmp_path / "raw"
+    write_split(raw, "train", ["a b c"] * 10, ["a b"] * 10)
+    write_split(raw, "test", ["a b c"] * 4 + ["x " * 40], ["a b"] * 5)
+    data = preprocess(raw, tmp_path / "bin", ("train", "test"))
+    cli("train", data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-positions", 32, "--max-update", 1,
+        "--disable-validation", "--save-dir", tmp_path / "ck")
+    proc = _generate(data, tmp_path / "ck" / "checkpoint_last.pt", "--oracle-length", check=False)
+    assert proc.returncode != 0
+    assert "1 of 5 examples of split 'test' are longer than the model's 32 positions" in proc.stderr
+    assert "--skip-invalid-size-inputs-valid-test" in proc.stderr
+    proc = _generate(data, tmp_path / "ck" / "checkpoint_last.pt", "--oracle-length",
+                     "--skip-invalid-size-inputs-valid-test")
+    tail = proc.stdout.strip().splitlines()[-2:]
+    assert tail[0].startswith("Generate test with beam="), tail
+    assert tail[1].startswith("Skipped 1 of 5 examples of test longer than the model's 32 positions"), tail
+    assert "scores are on the other 4" in tail[1]
 
 
 def test_empty_split_is_a_clear_error(tmp_path):
@@ -164,16 +196,14 @@ def test_bad_strategy_is_a_clear_error(trained, translation_data):
     assert proc.returncode != 0 and "unknown decoding strategy 'reparam-sometimes'" in proc.stderr
 
 
-def test_resume_training_and_bf16_autocast(trained, translation_data, tiny_pretrained, tmp_path):
+def test_resume_training_and_bf16_autocast(trained, translation_data, tmp_path):
     import shutil
 
     save, _ = trained
     resumed = tmp_path / "resumed"
     shutil.copytree(save, resumed)
-    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--max-update", 8,
-               "--save-dir", resumed, check=False)  # forgot --pretrained: a different backbone
-    assert proc.returncode != 0 and "does not fit the model built from the command line" in proc.stderr
-    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny", "--pretrained", tiny_pretrained,
+    # without --pretrained the checkpoint's own backbone config is used (test_restore_backbone.py)
+    proc = cli("train", translation_data, *TRAIN, "--arch", "xlmr_diffusion_tiny",
                "--max-update", 8, "--save-dir", resumed, "--autocast-bf16")
     log = proc.stdout + proc.stderr
     assert re.search(r"Loaded checkpoint .*checkpoint_last.pt \(epoch \d+ @ 6 updates\)", log)

@@ -57,6 +57,10 @@ class DiffusionLMCriterion(FairseqCriterion):
     def __init__(self, cfg: DiffusionLMCriterionConfig, task):
         super().__init__(task)
         self.cfg = cfg
+        if cfg.num_diffusion_timesteps < 1:
+            raise ValueError(f"--num-diffusion-timesteps must be ≥ 1 (the paper uses 50), got {cfg.num_diffusion_timesteps}")
+        if not 0 <= cfg.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1) (0.1 from scratch, 0 from XLM-R), got {cfg.label_smoothing}")
         self.T = cfg.num_diffusion_timesteps
         self.fixed_ratio = parse_sampler(cfg.mask_ratio_sampler)
         self.mask_idx = task.mask_idx

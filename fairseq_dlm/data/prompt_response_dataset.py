@@ -53,8 +53,9 @@ class PromptResponseDataset(FairseqDataset):
                 f"source and target have different numbers of lines ({len(self.src_sizes)} vs "
                 f"{len(self.tgt_sizes)}); re-run fairseq-preprocess on line-aligned files"
             )
-        # length of [<s>] + src[:-1] + tgt = |src| + |tgt|
-        self.sizes = self.src_sizes + (self.tgt_sizes if self.tgt_sizes is not None else 0)
+        # length of [<s>] + src[:-1] + tgt = |src| + |tgt|; without a target, of the shortest canvas
+        # [<s>, prompt…, one slot, </s>] = |src| + 2, so a prompt that leaves no room is filtered
+        self.sizes = self.src_sizes + (self.tgt_sizes if self.tgt_sizes is not None else 2)
         self.dictionary = dictionary
         self.shuffle, self.seed, self.epoch = shuffle, seed, 1
         self.ids = ids

@@ -141,6 +141,40 @@ def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
     return hf_model
 
 
+ARCHITECTURE_FIELDS = (
+    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "max_position_embeddings", "hidden_act", "layer_norm_eps", "type_vocab_size", "position_embedding_type",
+)
+
+
+def check_pretrained_matches(pretrained: str, backbone_layers: int, saved_config: dict, checkpoint: str) -> None:
+    """Fail when ``--pretrained`` describes another network than the backbone saved in ``checkpoint``.
+
+    Only ``config.json`` is read (the checkpoint's weights replace the pretrained ones anyway);
+    the vocabulary size and weight tying are the checkpoint's (they follow from its dictionary).
+    """
+    path = os.path.join(pretrained, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--pretrained {pretrained!r} has no config.json; leave --pretrained out when resuming or "
+            f"fine-tuning: {checkpoint} carries its backbone config"
+        )
+    given = _hf().AutoConfig.from_pretrained(pretrained).to_dict()
+    if backbone_layers > 0:
+        given["num_hidden_layers"] = min(backbone_layers, given.get("num_hidden_layers", backbone_layers))
+    diff = [
+        f"{k} {given.get(k)!r} vs {saved_config.get(k)!r}"
+        for k in ARCHITECTURE_FIELDS
+        if given.get(k) != saved_config.get(k)
+    ]
+    if diff:
+        raise ValueError(
+            f"--pretrained {pretrained} does not match the backbone saved in {checkpoint} ("
+            + "; ".join(diff) + "; --pretrained vs checkpoint). Pass the --pretrained (and --backbone-layers) "
+            "the checkpoint was trained with, or leave --pretrained out: the checkpoint carries its backbone config"
+        )
+
+
 def truncate_layers(hf_model, keep: int):
     """Keep the first ``keep`` encoder layers (0 = all); the config records the new depth."""
     layers = hf_model.base_model.encoder.layer

@@ -14,7 +14,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
-from .backbone import build_backbone
+from .backbone import build_backbone, check_pretrained_matches
 from .length_head import LengthHead
 from .vocab import dictionary_fingerprint
 
@@ -105,15 +105,23 @@ class XLMRDiffusionModel(BaseFairseqModel):
         symbols = list(dictionary.symbols)
         saved = task.saved_backbone_state() if hasattr(task, "saved_backbone_state") else None
         if saved is not None:
+            # a checkpoint will be loaded: its backbone config wins over the arch preset (and must
+            # agree with --pretrained), so that shapes and weight tying match what it holds
             task.check_dictionary(saved, symbols)
+            if cfg.pretrained and saved.get("source"):
+                check_pretrained_matches(cfg.pretrained, cfg.backbone_layers, saved["config"], saved["source"])
             hf_model = build_backbone(cfg, symbols, dictionary.pad(), saved_config=saved["config"])
+            if saved.get("source"):
+                logger.info("backbone built from the config saved in %s (%d layers × %d, %s embeddings)",
+                            saved["source"], hf_model.config.num_hidden_layers, hf_model.config.hidden_size,
+                            "tied" if hf_model.config.tie_word_embeddings else "untied")
         else:
             hf_model = build_backbone(cfg, symbols, dictionary.pad())
-            if hasattr(task, "record_backbone_state"):
-                task.record_backbone_state(
-                    {"config": hf_model.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
-                     "dictionary_size": len(symbols)}
-                )
+        if hasattr(task, "record_backbone_state"):
+            task.record_backbone_state(
+                {"config": hf_model.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
+                 "dictionary_size": len(symbols)}
+            )
         return cls(cfg, hf_model, dictionary)
 
     def train(self, mode: bool = True):
@@ -140,6 +148,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
             for k in extra_head:
                 del state_dict[k]
 
+        self._check_tying(state_dict)
         diff = [
             f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
             for k, v in state_dict.items()
@@ -156,6 +165,20 @@ class XLMRDiffusionModel(BaseFairseqModel):
         result = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
         self.loaded_from_checkpoint = True
         return result
+
+    def _check_tying(self, state_dict) -> None:
+        """A tied model keeps one of two different checkpoint tensors: refuse instead of losing the other."""
+        embed = self.hf.base_model.embeddings.word_embeddings.weight
+        if self.hf.lm_head.decoder.weight is not embed:
+            return
+        prefix = f"hf.{self.hf.base_model_prefix}."
+        emb_key, dec_key = prefix + "embeddings.word_embeddings.weight", "hf.lm_head.decoder.weight"
+        if emb_key in state_dict and dec_key in state_dict and not torch.equal(state_dict[emb_key], state_dict[dec_key]):
+            raise ValueError(
+                "the checkpoint's LM head is untied from its word embeddings (a pruned dictionary), but this model "
+                "ties them, so loading would overwrite one with the other. Build the model from the checkpoint "
+                "(fairseq-train resumes and --finetune-from-model do so by themselves)"
+            )
 
     def max_positions(self):
         """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
