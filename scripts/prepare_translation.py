@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,32 +33,40 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 logger = logging.getLogger("prepare_translation")
+PACKAGE_DATA = Path(__file__).resolve().parents[1] / "fairseq_dlm" / "data"
 
-LANGUAGE_NAMES = {
-    "ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "en": "English", "es": "Spanish",
-    "et": "Estonian", "fa": "Persian", "fi": "Finnish", "fr": "French", "gu": "Gujarati", "he": "Hebrew",
-    "hi": "Hindi", "it": "Italian", "ja": "Japanese", "kk": "Kazakh", "ko": "Korean", "lt": "Lithuanian",
-    "lv": "Latvian", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
-    "sv": "Swedish", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
-}
-DEFAULT_TEMPLATE = "Translate the {src_lang} sentence to {tgt_lang}. {src_lang}: {src} {tgt_lang}:"
+
+def load_data_module(name: str):
+    """``fairseq_dlm.data.<name>`` (a standard-library-only module) without running ``fairseq_dlm/__init__.py``:
+    ``import fairseq_dlm`` imports fairseq and torch (seconds, their warnings, and a root log handler
+    that would override this script's log format). Loaded by path from this checkout under its real
+    name, so ``templates.py``'s ``from .text import ...`` finds ``text.py`` loaded before it."""
+    full = f"fairseq_dlm.data.{name}"
+    if full in sys.modules or "fairseq_dlm" in sys.modules:
+        return importlib.import_module(full)
+    spec = importlib.util.spec_from_file_location(full, PACKAGE_DATA / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[full]
+        raise
+    return module
+
+
+# normalisation and prompt templates: one implementation, shared with the tasks (SPEC §2.2-§2.3)
+text_module = load_data_module("text")
+templates = load_data_module("templates")
+normalise = text_module.normalise
+fill_template = templates.fill_template
+
 MULTI30K_SPLITS = ("train=train", "valid=val", "test=test_2016_flickr")
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 README_MARKER = "written by scripts/prepare_translation.py"
 SPLIT_NAME = re.compile(r"^(train|valid|test)(\d*)$")
 SUMMARY_LINE = re.compile(r"\[(\S+)\] spm/(\S+)\.\1: (\d+) sents, (\d+) tokens(?:, ([0-9.eE+-]+)% replaced)?")
 CHUNK = 10000  # pairs encoded per SentencePiece call
-# Characters that render as nothing: C0/C1 controls and Unicode's Default_Ignorable_Code_Point
-# (DerivedCoreProperties.txt) -- soft hyphen, zero-width space, ZWNJ/ZWJ, bidi marks, word joiner, BOM,
-# variation selectors, Hangul fillers, tags. str.split() keeps them, so a side made only of these (and
-# spaces) would pass as text and, on the source side, get the prompt's pieces; it counts as empty
-# (``normalise``). Inside real text they are kept: ZWNJ/ZWJ are spelling in Persian and Indic scripts.
-INVISIBLE = ((0x0000, 0x001F), (0x007F, 0x009F),  # controls (Cc)
-             (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
-             (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
-             (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
-             (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
-BLANK = re.compile("[ " + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in INVISIBLE) + "]*")
 MAX_LISTED_DROPS = 5
 
 
@@ -88,36 +95,14 @@ class SplitStats:
         return self.dropped_empty + self.dropped_spm
 
 
-# ------------------------------------------------------------------------------ text and prompts
-def normalise(line: str) -> str:
-    """NFC unicode normalisation, then strip and collapse whitespace (``" ".join(s.split())``); a line
-    of invisible characters only (``BLANK``, e.g. a lone zero-width space) becomes ``""``."""
-    text = " ".join(unicodedata.normalize("NFC", line).split())
-    return "" if BLANK.fullmatch(text) else text
-
-
+# ------------------------------------------------------------------------------ prompts
 def resolve_template(template: Optional[str], src: str, tgt: str) -> str:
-    """Fill ``{src_lang}``/``{tgt_lang}`` with language names; the result keeps only ``{src}``.
-
-    ``None`` selects the paper's template, ``Translate the German sentence to English. German:
-    {src} English:`` for de→en.
-    """
-    template = DEFAULT_TEMPLATE if template is None else template
-    if "{src}" not in template:
-        raise PrepareError(f"--template {template!r} has no {{src}} placeholder; add {{src}} where the source "
-                           "sentence goes, e.g. 'Translate the German sentence to English. German: {src} English:'")
-    for key, code in (("{src_lang}", src), ("{tgt_lang}", tgt)):
-        if key in template:
-            if code not in LANGUAGE_NAMES:
-                raise PrepareError(f"no language name for code {code!r} (known: {' '.join(sorted(LANGUAGE_NAMES))}); "
-                                   "pass --template with the names written out, e.g. '... Xhosa: {src} English:'")
-            template = template.replace(key, LANGUAGE_NAMES[code])
-    return normalise(template)
-
-
-def fill_template(template: str, src: str) -> str:
-    """The prompted source line (``str.replace``, as the task's ``--prompt-template`` does)."""
-    return normalise(template.replace("{src}", src))
+    """``--template`` (``None``: the paper's ``Translate the German sentence to English. German: {src}
+    English:`` for de→en) resolved by ``fairseq_dlm.data.templates``; its errors become PrepareError."""
+    try:
+        return templates.resolve_template(template, src, tgt, option="--template")
+    except templates.TemplateError as e:
+        raise PrepareError(str(e)) from e
 
 
 # ------------------------------------------------------------------------------ splits and raw files
@@ -573,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-dict", metavar="DICT", help="keep this full fairseq dictionary (e.g. XLM-R's dict.txt, "
                    "passed as --srcdict) instead of pruning to the training pieces")
     p.add_argument("--template", help="source prompt with {src} (and optionally {src_lang}/{tgt_lang}); default: "
-                   f"{DEFAULT_TEMPLATE!r}, language names from ISO codes")
+                   f"{templates.TRANSLATION_TEMPLATE!r}, language names from ISO codes")
     p.add_argument("--max-train", type=int, help="use only the first N training pairs (logged)")
     p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
     p.add_argument("--dest-root", default="data-bin", help="parent of the default output folder (default data-bin)")
