@@ -1,4 +1,5 @@
 """The real fairseq command-line tools, end to end, on tiny data and a tiny pretrained backbone."""
+import json
 import re
 
 import pytest
@@ -32,7 +33,7 @@ def test_train_logs_metrics_and_saves(trained):
     assert (save / "checkpoint_last.pt").exists() and (save / "checkpoint_best.pt").exists()
     assert "kept (untied, pruned embeddings)" in log, "the tiny dictionary is a pruned subset of the backbone vocabulary"
     state = torch.load(save / "checkpoint_last.pt", weights_only=False)
-    assert state["task_state"]["backbone"]["config"]["num_hidden_layers"] == 2
+    assert json.loads(state["cfg"]["model"]["backbone_state"])["config"]["num_hidden_layers"] == 2
     assert state["optimizer_history"][-1]["num_updates"] == 6
 
 

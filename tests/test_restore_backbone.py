@@ -4,6 +4,7 @@ With a pruned dictionary the LM head is untied from the embeddings.  Resuming or
 length stage without ``--pretrained`` used to rebuild a *tied* backbone from the arch preset, and
 loading then silently overwrote the decoder with the embeddings.
 """
+import json
 import re
 import shutil
 
@@ -29,7 +30,7 @@ def stage1(tmp_path_factory, translation_data, tiny_pretrained):
     cli("train", translation_data, *TRAIN, "--pretrained", tiny_pretrained, "--lr", "1e-3",
         "--max-update", 6, "--save-dir", save)
     state = torch.load(save / "checkpoint_last.pt", weights_only=False)
-    assert state["task_state"]["backbone"]["config"]["tie_word_embeddings"] is False
+    assert json.loads(state["cfg"]["model"]["backbone_state"])["config"]["tie_word_embeddings"] is False
     model = state["model"]
     assert (model[EMB] - model[DEC]).abs().max() > 1e-4, "the test needs an LM head that differs from the embeddings"
     return save

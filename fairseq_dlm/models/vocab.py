@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -83,3 +83,18 @@ def report_missing(missing: List[str], total: int, source: str) -> None:
 def dictionary_fingerprint(symbols: List[str]) -> str:
     """A stable hash of the dictionary's symbols (order included)."""
     return hashlib.sha1("\n".join(symbols).encode("utf-8")).hexdigest()
+
+
+def check_dictionary(saved: dict, symbols: List[str], path: Optional[str] = None) -> None:
+    """Fail clearly when ``symbols`` (the data's dictionary + ``<mask>``) is not the dictionary the
+    checkpoint (whose ``backbone_state`` is ``saved``) was trained with; ``path`` names the file."""
+    if saved.get("dictionary") == dictionary_fingerprint(symbols):
+        return
+    where = f" ({saved['source']})" if saved.get("source") else ""
+    raise ValueError(
+        f"dictionary mismatch: the checkpoint{where} was trained with a dictionary of {saved.get('dictionary_size')} "
+        f"symbols, but {path or 'the data dictionary'} (+<mask>) has {len(symbols)} symbols"
+        + (" with different entries" if saved.get("dictionary_size") == len(symbols) else "")
+        + ". Decode with the data folder (dict.*.txt) that the model was trained on, or binarize your "
+        "data with fairseq-preprocess --srcdict <that dict.txt> --joined-dictionary"
+    )

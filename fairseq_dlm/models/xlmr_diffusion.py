@@ -5,6 +5,7 @@ sequence ``[<s>, prompt…, response (some <mask>)…, </s>]`` with full bidirec
 (``attention_mask = tokens != pad``, positions from ``pad+1``) and predicts the original token at
 the positions it is asked about.  Logits are computed only there (``positions``).
 """
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -16,7 +17,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 
 from .backbone import build_backbone, check_pretrained_matches
 from .length_head import LengthHead
-from .vocab import dictionary_fingerprint
+from .vocab import check_dictionary, dictionary_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ class XLMRDiffusionConfig(FairseqDataclass):
     attn_implementation: ChoiceEnum(["sdpa", "eager"]) = field(
         default="sdpa", metadata={"help": "HF attention implementation"}
     )
+    backbone_state: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "written by the plugin into every checkpoint, not a flag to set: JSON of the backbone's HF "
+            "config and dictionary fingerprint; when present the backbone is built from it"
+        },
+    )
 
 
 @register_model("xlmr_diffusion", dataclass=XLMRDiffusionConfig)
@@ -80,6 +88,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         self.cfg = cfg
         self.hf = hf_model
         self.pad = dictionary.pad()
+        self._symbols = list(dictionary.symbols)
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
         # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
@@ -103,11 +112,11 @@ class XLMRDiffusionModel(BaseFairseqModel):
     def build_model(cls, cfg: XLMRDiffusionConfig, task):
         dictionary = task.source_dictionary
         symbols = list(dictionary.symbols)
-        saved = task.saved_backbone_state() if hasattr(task, "saved_backbone_state") else None
+        saved = json.loads(cfg.backbone_state) if cfg.backbone_state else None
         if saved is not None:
-            # a checkpoint will be loaded: its backbone config wins over the arch preset (and must
+            # a checkpoint is being loaded: its backbone config wins over the arch preset (and must
             # agree with --pretrained), so that shapes and weight tying match what it holds
-            task.check_dictionary(saved, symbols)
+            check_dictionary(saved, symbols, getattr(dictionary, "path", None))
             if cfg.pretrained and saved.get("source"):
                 check_pretrained_matches(cfg.pretrained, cfg.backbone_layers, saved["config"], saved["source"])
             hf_model = build_backbone(cfg, symbols, dictionary.pad(), saved_config=saved["config"])
@@ -117,12 +126,15 @@ class XLMRDiffusionModel(BaseFairseqModel):
                             "tied" if hf_model.config.tie_word_embeddings else "untied")
         else:
             hf_model = build_backbone(cfg, symbols, dictionary.pad())
-        if hasattr(task, "record_backbone_state"):
-            task.record_backbone_state(
-                {"config": hf_model.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
-                 "dictionary_size": len(symbols)}
-            )
         return cls(cfg, hf_model, dictionary)
+
+    @property
+    def backbone_state(self) -> dict:
+        """What rebuilds this backbone without ``--pretrained``: its HF config and the dictionary's
+        fingerprint (the task saves it as ``cfg.model.backbone_state`` in every checkpoint)."""
+        symbols = self._symbols
+        return {"config": self.hf.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
+                "dictionary_size": len(symbols)}
 
     def train(self, mode: bool = True):
         super().train(mode)
