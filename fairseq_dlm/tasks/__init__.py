@@ -1,1 +1,1 @@
-from . import diffusion_lm  # noqa: F401
+from . import diffusion_instruct, diffusion_lm  # noqa: F401
