@@ -20,6 +20,7 @@ from fairseq_dlm.generator import DiffusionGenerator
 
 CONFIGS = {
     "all steps (no early exit)": dict(early_exit="none"),
+    "exact early exit, fixed points only": dict(early_exit="exact", cycle_window=1),
     "exact early exit (default)": dict(early_exit="exact"),
     "threshold tau=0.9": dict(strategy="threshold", confidence_threshold=0.9),
     "threshold tau=0.7": dict(strategy="threshold", confidence_threshold=0.7),

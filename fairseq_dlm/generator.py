@@ -10,6 +10,7 @@ early exit, selection) is computed per row, so hypotheses do not depend on the b
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import List
 
@@ -17,6 +18,7 @@ import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from .diffusion.blocks import BlockSchedule
+from .diffusion.cycles import CycleSkip
 from .diffusion.denoise import (
     cmlm_step, finalize, gumbel_from_uniform, init_state, parse_strategy, reparam_step, threshold_step,
 )
@@ -29,6 +31,7 @@ from .diffusion.schedules import mask_rate
 logger = logging.getLogger(__name__)
 
 PROPOSAL, NOISE, UNMASK = 1, 2, 3  # purposes of per-row random draws
+CYCLE_WINDOW = 8  # longest period of a repeating state that exact early exit skips
 EARLY_EXIT_CHOICES = ChoiceEnum(["exact", "patience", "none"])
 
 
@@ -64,8 +67,9 @@ class DiffusionGenerationConfig(FairseqDataclass):
     early_exit: EARLY_EXIT_CHOICES = field(
         default="exact",
         metadata={
-            "help": "exact: a row skips the forward pass while its canvas and masked set did not change and "
-            "k stays the same (lossless; deterministic strategies only); patience: a row stops once its "
+            "help": "exact: a row skips the forward pass while k stays the same and its state (canvas, masked "
+            "set, scores) did not change or repeats a state of the last few steps, a cycle it can replay "
+            "(lossless; deterministic strategies only); patience: a row stops once its "
             "prediction is unchanged for --exit-patience steps (lossy, argmax only); none: always run "
             "every step (also implied by --iter-decode-force-max-iter)"
         },
@@ -114,6 +118,8 @@ class DiffusionGenerator:
         length_beam: predicted lengths decoded per example (``--iter-decode-with-beam``).
         retain_history: return every step's response canvas (``--retain-iter-history``).
         seed: seeds the per-row random streams (``--seed``).
+        cycle_window: with exact early exit, the longest period of a repeating state that is
+            replayed instead of run (1 = fixed points only).
     """
 
     def __init__(
@@ -134,6 +140,7 @@ class DiffusionGenerator:
         block_length: int = 0,
         seed: int = 1,
         batch_invariant: bool = False,
+        cycle_window: int = CYCLE_WINDOW,
     ):
         if max_iter < 1:
             raise ValueError(f"--iter-decode-max-iter must be ≥ 1, got {max_iter}")
@@ -150,6 +157,8 @@ class DiffusionGenerator:
                                  "--decoding-temperature > 0")
             if block_length > 0:
                 raise ValueError("--early-exit patience is not supported with --block-length; use exact or none")
+        if cycle_window < 1:
+            raise ValueError(f"cycle_window must be ≥ 1, got {cycle_window}")
         if not 0 < confidence_threshold <= 1:
             raise ValueError(f"--confidence-threshold must be in (0, 1], got {confidence_threshold}")
         self.dictionary = dictionary
@@ -164,6 +173,8 @@ class DiffusionGenerator:
         self.retain_history = retain_history
         self.deterministic = not sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
         self.early_exit = early_exit == "exact" and self.deterministic
+        self.cycle_window = cycle_window
+        self._warned_long_schedule = False
         self.patience = exit_patience if early_exit == "patience" else 0
         self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
         self.batch_invariant = batch_invariant
@@ -310,43 +321,78 @@ class DiffusionGenerator:
         return hypos
 
     def denoise(self, models, state, rng):
-        """Run every planned step on ``state``; returns ``(state, forward passes per row [R])``."""
+        """Run every planned step on ``state``; returns ``(state, forward passes per row [R])``.
+
+        With exact early exit a row replays, without a forward pass, every step whose outcome is
+        already known: its state repeats one of the last ``cycle_window`` states within a run of
+        steps with the same plan key ``(block, k)`` (see :mod:`fairseq_dlm.diffusion.cycles`)."""
         strat = self.strategy
         schedule = "cosine" if strat.kind == "threshold" else strat.schedule
         plans = BlockSchedule(state.slots, self.max_iter, self.block_length, schedule)
         used = torch.zeros(state.slots.size(0), dtype=torch.long, device=state.slots.device)
-        changed = torch.ones_like(used, dtype=torch.bool)
-        prev_key = torch.full_like(used, -1)
         patience = _Patience(state.tokens, self.patience) if self.patience else None
+        cycles = CycleSkip(state.tokens, state.masked, state.scores, self.cycle_window) if self.early_exit else None
+        start = time.perf_counter()
         for step in range(1, plans.total_steps + 1):
             plan = plans.plan(step)
             active = plan.valid & (plan.domain & state.masked).any(dim=1) if strat.kind != "reparam" else plan.valid
             if patience is not None:
                 active = active & ~patience.done
-            if self.early_exit:
-                active = active & (changed | plan.key.ne(prev_key))
-            prev_key = plan.key
-            if not active.any():
-                state = state._replace(step=step, history=_extend(state.history, state.tokens))
-                changed = torch.zeros_like(changed)
-                continue
-            new, proposal, proposal_scores = self._step(models, state._replace(history=None), plan, active, rng, step)
-            keep = active.unsqueeze(1)
-            tokens = torch.where(keep, new.tokens, state.tokens)
-            masked = torch.where(keep, new.masked, state.masked)
-            scores = torch.where(keep, new.scores, state.scores)
-            if patience is not None:  # rows whose prediction settled commit their proposals and stop
-                stop = patience.update(active, torch.where(masked, proposal, tokens))
-                fill = stop.unsqueeze(1) & masked
-                tokens = torch.where(fill, proposal, tokens)
-                scores = torch.where(fill, proposal_scores, scores)
-                masked = masked & ~fill
-            changed = (tokens != state.tokens).any(dim=1) | (masked != state.masked).any(dim=1)
+            replay = None
+            if cycles is not None:
+                replay = cycles.begin(plan.key) & active
+                active = active & ~replay
+            tokens, masked, scores = state.tokens, state.masked, state.scores
+            if active.any():
+                new, proposal, proposal_scores = self._step(
+                    models, state._replace(history=None), plan, active, rng, step)
+                keep = active.unsqueeze(1)
+                tokens = torch.where(keep, new.tokens, tokens)
+                masked = torch.where(keep, new.masked, masked)
+                scores = torch.where(keep, new.scores, scores)
+                if patience is not None:  # rows whose prediction settled commit their proposals and stop
+                    stop = patience.update(active, torch.where(masked, proposal, tokens))
+                    fill = stop.unsqueeze(1) & masked
+                    tokens = torch.where(fill, proposal, tokens)
+                    scores = torch.where(fill, proposal_scores, scores)
+                    masked = masked & ~fill
+            if replay is not None and replay.any():
+                old_tokens, old_masked, old_scores = cycles.replayed()
+                back = replay.unsqueeze(1)
+                tokens = torch.where(back, old_tokens, tokens)
+                masked = torch.where(back, old_masked, masked)
+                scores = torch.where(back, old_scores, scores)
+            if cycles is not None:
+                cycles.record(tokens, masked, scores)
             state = state._replace(
                 tokens=tokens, masked=masked, scores=scores, step=step, history=_extend(state.history, tokens),
             )
             used += active.long()
+        self._warn_long_schedule(plans, state.slots, used, cycles, time.perf_counter() - start)
         return state, used
+
+    def _warn_long_schedule(self, plans, slots, used, cycles, seconds):
+        """Once per generator: say what a schedule much longer than the responses costs (S ≫ N)."""
+        longest = int(slots.sum(dim=1).max()) if slots.numel() else 0
+        if self._warned_long_schedule or plans.total_steps <= 2 * max(longest, 1):
+            return
+        self._warned_long_schedule = True
+        rows = max(used.numel(), 1)
+        passes = used.sum().item() / rows
+        if cycles is not None:
+            values = f"only {cycles.runs.sum().item() / rows:.1f}"
+            note = "exact early exit replayed the steps that repeat a state or a short cycle"
+        else:
+            values = f"at most {longest + 1}"
+            note = "no exact early exit: it is off, patience is used, or the strategy samples"
+        logger.warning(
+            "--iter-decode-max-iter %d is long for responses of at most %d tokens: k (the slots left masked) "
+            "took %s distinct values over a candidate's %d steps, and the other steps can only re-rank as many "
+            "committed slots. This batch took %.1f forward passes per candidate (%.0f%% of the steps; %s) and "
+            "%.1f s for %d candidates. S ≈ the response length (about %d here) decodes in about N passes.",
+            plans.total_steps, longest, values, plans.total_steps, passes, 100 * passes / plans.total_steps, note,
+            seconds, used.numel(), longest,
+        )
 
     def _step(self, models, state, plan, active, rng, step):
         """One step for the ``active`` rows (forward pass on those rows' domain slots only).
