@@ -12,11 +12,11 @@ import json
 import logging
 import time
 
-import sacrebleu
 import torch
 from fairseq import checkpoint_utils, utils
 
 from fairseq_dlm.generator import DiffusionGenerator
+from fairseq_dlm.metrics import get_metric
 
 CONFIGS = {
     "all steps (no early exit)": dict(early_exit="none"),
@@ -46,10 +46,9 @@ def decode(model, task, split, gen, batch_size, post_process):
             nfe += h[0]["nfe"]
     elapsed = time.perf_counter() - start
     order = sorted(hyps)
-    metric = sacrebleu.metrics.BLEU()
-    bleu = metric.corpus_score([hyps[i] for i in order], [[refs[i] for i in order]])
-    return {"bleu": round(bleu.score, 2), "nfe_per_sentence": round(nfe / len(order), 2),
-            "sentences_per_second": round(len(order) / elapsed, 1), "signature": str(metric.get_signature())}
+    bleu = get_metric("bleu").score([hyps[i] for i in order], [refs[i] for i in order])
+    return {"bleu": round(bleu.value, 2), "nfe_per_sentence": round(nfe / len(order), 2),
+            "sentences_per_second": round(len(order) / elapsed, 1), "signature": bleu.signature}
 
 
 def main():

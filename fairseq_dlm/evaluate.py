@@ -316,16 +316,12 @@ def decode(decoder: Decoder, rows: EncodedRows, settings: DecodeSettings, progre
                 tokens = h[0]["tokens"].cpu()
                 out.text[i] = d.string(tokens, "sentencepiece")
                 out.pieces[i] = int(tokens.ne(d.eos()).sum())
-                out.canvas[i] = None  # predicted lengths: the chosen candidate's, not reported
+                out.canvas[i] = h[0].get("canvas")  # the response slots of the chosen candidate
                 out.nfe += int(h[0].get("nfe", 0))
             if bar is not None:
                 bar.update(len(hypos))
     if bar is not None:
         bar.close()
-    if rows.canvases is not None:  # the canvas the generator built: the row's slots, clamped to the room
-        for i in out.text:
-            room = decoder.max_positions - 2 - (rows.prompts[i].numel() - 1)
-            out.canvas[i] = min(rows.canvases[i].numel() - 1, room)
     out.seconds = time.perf_counter() - start
     return out
 

@@ -11,8 +11,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
-from typing import List
+from dataclasses import dataclass, field, fields, replace
+from typing import List, Optional
 
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -24,6 +24,7 @@ from .diffusion.denoise import (
 )
 from .diffusion.fixed_shapes import BUCKET, MICRO_BATCH, map_fixed_shapes
 from .diffusion.layout import build_canvas, prompt_tokens
+from .diffusion.options import DEFAULTS, DecodingOptions
 from .diffusion.length import candidate_lengths, select_best
 from .diffusion.rng import RowRandom
 from .diffusion.schedules import mask_rate
@@ -31,7 +32,6 @@ from .diffusion.schedules import mask_rate
 logger = logging.getLogger(__name__)
 
 PROPOSAL, NOISE, UNMASK = 1, 2, 3  # purposes of per-row random draws
-CYCLE_WINDOW = 8  # longest period of a repeating state that exact early exit skips
 EARLY_EXIT_CHOICES = ChoiceEnum(["exact", "patience", "none"])
 
 
@@ -40,7 +40,7 @@ class DiffusionGenerationConfig(FairseqDataclass):
     """Decoding options added to the task (fairseq's ``--iter-decode-*`` flags are reused)."""
 
     decoding_strategy: str = field(
-        default="reparam-uncond-deterministic-cosine",
+        default=DEFAULTS.strategy,
         metadata={
             "help": "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear> (X = noise "
             "scale, e.g. stochastic1.0), threshold (confidence-threshold parallel decoding) or cmlm"
@@ -50,22 +50,22 @@ class DiffusionGenerationConfig(FairseqDataclass):
         default=False, metadata={"help": "force argmax proposals whatever --decoding-temperature says"}
     )
     decoding_temperature: float = field(
-        default=0.0,
+        default=DEFAULTS.temperature,
         metadata={"help": "0 = argmax proposals (the paper's evaluations); τ > 0 samples ŷ ~ Cat(softmax(logp/τ))"},
     )
     oracle_length: bool = field(
-        default=False,
+        default=DEFAULTS.oracle_length,
         metadata={"help": "give each canvas the reference response length (evaluation shortcut)"},
     )
     mbr: int = field(
-        default=1,
+        default=DEFAULTS.mbr,
         metadata={"help": "sampled candidates per length (keep the best mean log-prob); needs --decoding-temperature > 0"},
     )
     suppress_special_tokens: bool = field(
-        default=False, metadata={"help": "never propose <s>, </s>, <pad>, <unk> or madeupword* symbols"}
+        default=DEFAULTS.suppress_special_tokens, metadata={"help": "never propose <s>, </s>, <pad>, <unk> or madeupword* symbols"}
     )
     early_exit: EARLY_EXIT_CHOICES = field(
-        default="exact",
+        default=DEFAULTS.early_exit,
         metadata={
             "help": "exact: a row skips the forward pass while k stays the same and its state (canvas, masked "
             "set, scores) did not change or repeats a state of the last few steps, a cycle it can replay "
@@ -75,7 +75,7 @@ class DiffusionGenerationConfig(FairseqDataclass):
         },
     )
     exit_patience: int = field(
-        default=2,
+        default=DEFAULTS.exit_patience,
         metadata={
             "help": "with --early-exit patience: stop a row after this many consecutive steps whose prediction "
             "(committed tokens, every <mask> replaced by its argmax proposal) did not change, and commit "
@@ -83,19 +83,25 @@ class DiffusionGenerationConfig(FairseqDataclass):
         },
     )
     confidence_threshold: float = field(
-        default=0.9, metadata={"help": "with --decoding-strategy threshold: commit masked slots with p ≥ this"}
+        default=DEFAULTS.confidence_threshold, metadata={"help": "with --decoding-strategy threshold: commit masked slots with p ≥ this"}
     )
     block_length: int = field(
-        default=0, metadata={"help": "semi-autoregressive decoding in blocks of this many slots (0 = off)"}
+        default=DEFAULTS.block_length, metadata={"help": "semi-autoregressive decoding in blocks of this many slots (0 = off)"}
     )
     batch_invariant: bool = field(
-        default=False,
+        default=DEFAULTS.batch_invariant,
         metadata={
             "help": f"fixed network shapes (rows bucketed by their own length to multiples of {BUCKET}, "
             f"micro-batches of {MICRO_BATCH} rows, logits at all positions) and deterministic algorithms, so "
             "float32/bf16 kernels give bit-identical hypotheses whatever the batch; slower"
         },
     )
+
+
+# option name -> the flag it comes from: fairseq's own generation flags, and the task's names
+FAIRSEQ_FLAGS = {"max_iter": "iter_decode_max_iter", "length_beam": "iter_decode_with_beam",
+                 "retain_history": "retain_iter_history"}
+TASK_FLAGS = {"strategy": "decoding_strategy", "temperature": "decoding_temperature"}
 
 
 def _opt(args, cfg, name, default=None):
@@ -111,110 +117,57 @@ class DiffusionGenerator:
 
     Args:
         dictionary: the task dictionary (``<mask>`` included).
-        max_iter: ``S``, denoising steps per canvas (``--iter-decode-max-iter``).
-        strategy: ``--decoding-strategy``.
-        sampling, temperature: sample proposals ``ŷ ~ Cat(softmax(logp/τ))`` instead of argmax.
-        oracle_length: canvas length from ``sample["target"]``.
-        length_beam: predicted lengths decoded per example (``--iter-decode-with-beam``).
-        retain_history: return every step's response canvas (``--retain-iter-history``).
-        seed: seeds the per-row random streams (``--seed``).
-        cycle_window: with exact early exit, the longest period of a repeating state that is
-            replayed instead of run (1 = fixed points only).
+        options: :class:`~fairseq_dlm.diffusion.options.DecodingOptions` (defaults: ``DEFAULTS``);
+            keyword arguments override single fields, e.g.
+            ``DiffusionGenerator(d, max_iter=6, length_beam=3)``.
     """
 
-    def __init__(
-        self,
-        dictionary,
-        max_iter: int = 10,
-        strategy: str = "reparam-uncond-deterministic-cosine",
-        sampling: bool = False,
-        temperature: float = 1.0,
-        oracle_length: bool = False,
-        length_beam: int = 1,
-        mbr: int = 1,
-        retain_history: bool = False,
-        suppress_special_tokens: bool = False,
-        early_exit: str = "exact",
-        exit_patience: int = 2,
-        confidence_threshold: float = 0.9,
-        block_length: int = 0,
-        seed: int = 1,
-        batch_invariant: bool = False,
-        cycle_window: int = CYCLE_WINDOW,
-    ):
-        if max_iter < 1:
-            raise ValueError(f"--iter-decode-max-iter must be ≥ 1, got {max_iter}")
-        if mbr > 1 and not sampling:
-            raise ValueError("--mbr > 1 needs sampling (--decoding-temperature > 0): argmax candidates are identical")
-        if length_beam < 1:
-            raise ValueError(f"--iter-decode-with-beam must be ≥ 1, got {length_beam}")
-        early_exit = str(early_exit)  # an Enum member from fairseq's config, or a plain string
-        if early_exit == "patience":
-            if exit_patience < 1:
-                raise ValueError(f"--exit-patience must be ≥ 1, got {exit_patience}")
-            if sampling:
-                raise ValueError("--early-exit patience compares argmax proposals; it cannot be used with "
-                                 "--decoding-temperature > 0")
-            if block_length > 0:
-                raise ValueError("--early-exit patience is not supported with --block-length; use exact or none")
-        if cycle_window < 1:
-            raise ValueError(f"cycle_window must be ≥ 1, got {cycle_window}")
-        if not 0 < confidence_threshold <= 1:
-            raise ValueError(f"--confidence-threshold must be in (0, 1], got {confidence_threshold}")
+    def __init__(self, dictionary, options: Optional[DecodingOptions] = None, **overrides):
+        o = replace(options or DEFAULTS, **overrides)
+        self.options = o
         self.dictionary = dictionary
         self.pad, self.bos, self.eos = dictionary.pad(), dictionary.bos(), dictionary.eos()
         self.mask = dictionary.index("<mask>")
         if self.mask == dictionary.unk():
-            raise ValueError("the dictionary has no <mask> symbol; build the generator from a diffusion_lm task")
-        self.max_iter = max_iter
-        self.strategy = parse_strategy(strategy)
-        self.sampling, self.temperature = sampling, temperature
-        self.oracle_length, self.length_beam, self.mbr = oracle_length, length_beam, mbr
-        self.retain_history = retain_history
-        self.deterministic = not sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
-        self.early_exit = early_exit == "exact" and self.deterministic
-        self.cycle_window = cycle_window
+            raise ValueError("the dictionary has no <mask> symbol; build the generator from a diffusion task")
+        self.max_iter = o.max_iter
+        self.strategy = parse_strategy(o.strategy)
+        self.sampling, self.temperature = o.sampling, o.temperature
+        self.oracle_length, self.length_beam, self.mbr = o.oracle_length, o.length_beam, o.mbr
+        self.retain_history = o.retain_history
+        self.deterministic = not o.sampling and self.strategy.kind != "cmlm" and self.strategy.noise_scale == 0
+        self.early_exit = o.early_exit == "exact" and self.deterministic
+        self.cycle_window = o.cycle_window
         self._warned_long_schedule = False
-        self.patience = exit_patience if early_exit == "patience" else 0
-        self.threshold, self.block_length, self.seed = confidence_threshold, block_length, seed
-        self.batch_invariant = batch_invariant
-        if batch_invariant:
+        self.patience = o.exit_patience if o.early_exit == "patience" else 0
+        self.threshold, self.block_length, self.seed = o.confidence_threshold, o.block_length, o.seed
+        self.batch_invariant = o.batch_invariant
+        if o.batch_invariant:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
             torch.use_deterministic_algorithms(True, warn_only=True)
             logger.info("--batch-invariant: fixed shapes (%d-token buckets, %d-row micro-batches), "
                         "deterministic algorithms", BUCKET, MICRO_BATCH)
         self.banned = [self.mask]
-        if suppress_special_tokens:
+        if o.suppress_special_tokens:
             self.banned += [self.bos, self.eos, self.pad, dictionary.unk()]
             self.banned += [i for i, s in enumerate(dictionary.symbols) if s.startswith("madeupword")]
         self.stats = {"sentences": 0, "nfe": 0}
 
     @classmethod
     def from_args(cls, dictionary, args, task_cfg=None):
-        """Build from fairseq's generation config (or a Namespace) plus the task's decoding options."""
-        temperature = float(_opt(args, task_cfg, "decoding_temperature", 0.0))
-        sampling = temperature > 0 and not _opt(args, task_cfg, "argmax_decoding", False)
-        early_exit = _opt(args, task_cfg, "early_exit", "exact")
-        if _opt(args, None, "iter_decode_force_max_iter", False):
-            early_exit = "none"
-        return cls(
-            dictionary,
-            max_iter=_opt(args, None, "iter_decode_max_iter", 10),
-            strategy=_opt(args, task_cfg, "decoding_strategy", "reparam-uncond-deterministic-cosine"),
-            sampling=sampling,
-            temperature=temperature,
-            oracle_length=_opt(args, task_cfg, "oracle_length", False),
-            length_beam=_opt(args, None, "iter_decode_with_beam", 1),
-            mbr=_opt(args, task_cfg, "mbr", 1),
-            retain_history=bool(_opt(args, None, "retain_iter_history", False)),
-            suppress_special_tokens=_opt(args, task_cfg, "suppress_special_tokens", False),
-            early_exit=early_exit,
-            exit_patience=_opt(args, task_cfg, "exit_patience", 2),
-            confidence_threshold=_opt(args, task_cfg, "confidence_threshold", 0.9),
-            block_length=_opt(args, task_cfg, "block_length", 0),
-            seed=_opt(args, task_cfg, "seed", 1),
-            batch_invariant=bool(_opt(args, task_cfg, "batch_invariant", False)),
-        )
+        """Build from fairseq's generation config (or a Namespace) plus the task's decoding options;
+        an option given in neither keeps its ``DEFAULTS`` value."""
+        values = {}
+        for f in fields(DecodingOptions):
+            flag = FAIRSEQ_FLAGS.get(f.name) or TASK_FLAGS.get(f.name, f.name)
+            value = _opt(args, None if f.name in FAIRSEQ_FLAGS else task_cfg, flag)
+            if value is not None:
+                values[f.name] = value
+        if _opt(args, task_cfg, "argmax_decoding"):
+            values["temperature"] = 0.0
+        if _opt(args, None, "iter_decode_force_max_iter"):
+            values["early_exit"] = "none"
+        return cls(dictionary, DecodingOptions(**values))
 
     # --------------------------------------------------------------- lengths
     def oracle_lengths(self, sample) -> torch.Tensor:
@@ -436,6 +389,7 @@ class DiffusionGenerator:
             "alignment": None,
             "steps": steps,
             "nfe": nfe,
+            "canvas": int(state.slots[row].sum()),  # response slots decoded (the chosen length)
         }
         if state.history is not None:
             slot = state.slots[row]
@@ -443,6 +397,37 @@ class DiffusionGenerator:
                 {"tokens": torch.cat([h[row][slot], eos]), "steps": i} for i, h in enumerate(state.history)
             ]
         return hypo
+
+
+class FunctionDenoiser:
+    """Any ``denoise_fn(tokens [B, L]) -> log-probs (or logits) [B, L, V]`` as a network the
+    generator can decode with (``generator.generate([FunctionDenoiser(fn)], sample)``): a stub in
+    tests, or a model outside fairseq.  It has no length head, so decode with ``oracle_length``
+    (or give it ``length_fn(prompt [B, P1]) -> [B, C]`` length logits).
+
+    Args:
+        denoise_fn: the network; rows are canvases ``[<s>, prompt…, slots…, </s>, <pad>…]``.
+        max_positions: tokens per sequence it accepts (``<s>``/``</s>`` included).
+        length_fn: optional length predictor.
+    """
+
+    def __init__(self, denoise_fn, max_positions: int = 512, length_fn=None):
+        self.denoise_fn, self._max_positions, self.length_fn = denoise_fn, max_positions, length_fn
+
+    def __call__(self, tokens: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self.denoise_fn(tokens)
+        return out if positions is None else out[positions]
+
+    def eval(self):
+        return self
+
+    def max_positions(self) -> int:
+        return self._max_positions
+
+    def predict_length(self, prompt: torch.Tensor) -> torch.Tensor:
+        if self.length_fn is None:
+            raise ValueError("this denoise_fn has no length predictor: decode with oracle_length=True or pass length_fn")
+        return self.length_fn(prompt)
 
 
 class _Patience:

@@ -172,7 +172,7 @@ def test_batch_invariant_flag_makes_float32_bit_identical(loaded, deterministic_
 
 def test_stochastic_decoding_is_reproducible_and_batch_invariant(loaded):
     model, task = loaded
-    opts = dict(max_iter=6, length_beam=2, strategy="reparam-uncond-stochastic1.0-cosine", sampling=True,
+    opts = dict(max_iter=6, length_beam=2, strategy="reparam-uncond-stochastic1.0-cosine",
                 temperature=1.5, mbr=2)
     a = _decode(model, task, list(range(40)), seed=5, **opts)
     b = _decode(model, task, list(range(39, -1, -1)), seed=5, **opts)
@@ -216,7 +216,7 @@ def test_patience_stops_settled_rows_and_commits_their_proposals(loaded):
 
 @pytest.mark.parametrize("options, message", [
     (dict(exit_patience=0), "--exit-patience must be"),
-    (dict(sampling=True, temperature=1.0), "argmax proposals"),
+    (dict(temperature=1.0), "argmax proposals"),
     (dict(block_length=4), "not supported with --block-length"),
 ])
 def test_patience_misuse_is_a_clear_error(loaded, options, message):

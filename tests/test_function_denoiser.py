@@ -1,0 +1,77 @@
+"""The decoding loop with a plain ``denoise_fn`` (no fairseq model): options come from one place."""
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+from fairseq_dlm.diffusion.options import DEFAULTS, DecodingOptions
+from fairseq_dlm.generator import DiffusionGenerationConfig, DiffusionGenerator, FunctionDenoiser
+
+
+def _dictionary():
+    d = Dictionary()
+    for w in "a b c d e f".split():
+        d.add_symbol(w)
+    d.add_symbol("<mask>")
+    return d
+
+
+def _reverser(d):
+    """A perfect network for 'reverse the prompt' on canvases ``[<s>, p1..pP, slot×P, </s>]``."""
+
+    def denoise(tokens):
+        out = torch.full((*tokens.shape, len(d)), -10.0)
+        for b, row in enumerate(tokens.tolist()):
+            n = len(row) - row.count(d.pad())
+            half = (n - 2) // 2
+            for j in range(half):  # slot j (position 1 + P + j) is prompt token P - j
+                out[b, 1 + half + j, row[half - j]] = 0.0
+        return out
+
+    return denoise
+
+
+def test_stub_network_decodes_exactly():
+    d = _dictionary()
+    src = torch.tensor([[d.index(w) for w in "a b c".split()] + [d.eos()],
+                        [d.index(w) for w in "d e f".split()] + [d.eos()]])
+    tgt = torch.tensor([[d.index(w) for w in "c b a".split()] + [d.eos()],
+                        [d.index(w) for w in "f e d".split()] + [d.eos()]])
+    sample = {"id": torch.tensor([0, 1]), "net_input": {"src_tokens": src}, "target": tgt}
+    gen = DiffusionGenerator(d, max_iter=3, oracle_length=True)
+    hypos = gen.generate([FunctionDenoiser(_reverser(d))], sample)
+    assert [d.string(h[0]["tokens"]) for h in hypos] == ["c b a", "f e d"]
+    assert all(h[0]["nfe"] <= 3 for h in hypos)
+
+
+def test_without_length_fn_predicted_lengths_are_a_clear_error():
+    d = _dictionary()
+    sample = {"id": torch.tensor([0]), "net_input": {"src_tokens": torch.tensor([[d.index("a"), d.eos()]])}}
+    with pytest.raises(ValueError, match="oracle_length=True or pass length_fn"):
+        DiffusionGenerator(d).generate([FunctionDenoiser(lambda t: torch.zeros(*t.shape, len(d)))], sample)
+
+
+def test_defaults_are_written_once():
+    """fairseq's config fields and the generator's fallbacks take their defaults from DEFAULTS."""
+    cfg = DiffusionGenerationConfig()
+    assert cfg.decoding_strategy == DEFAULTS.strategy and cfg.decoding_temperature == DEFAULTS.temperature == 0.0
+    for name in ("oracle_length", "mbr", "exit_patience", "confidence_threshold", "block_length", "batch_invariant"):
+        assert getattr(cfg, name) == getattr(DEFAULTS, name), name
+    gen = DiffusionGenerator.from_args(_dictionary(), argparse_namespace())
+    assert gen.options == DEFAULTS
+
+
+def argparse_namespace(**kw):
+    from argparse import Namespace
+
+    return Namespace(**kw)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(max_iter=0), "--iter-decode-max-iter must be ≥ 1"),
+    (dict(mbr=2), "--mbr > 1 needs sampling"),
+    (dict(strategy="reparam-sometimes"), "unknown decoding strategy"),
+    (dict(temperature=-1.0), "--decoding-temperature must be ≥ 0"),
+])
+def test_invalid_options_are_refused_with_their_flag(options, message):
+    with pytest.raises(ValueError, match=message):
+        DecodingOptions(**options)
