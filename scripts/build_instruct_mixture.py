@@ -48,7 +48,6 @@ Example::
 import argparse
 import gzip
 import hashlib
-import importlib.util
 import json
 import logging
 import random
@@ -62,30 +61,12 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger("build_instruct_mixture")
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_DATA = REPO / "fairseq_dlm" / "data"
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
 
-
-def load_data_module(name: str):
-    """``fairseq_dlm.data.<name>`` (standard library only) without importing fairseq and torch
-    (as in ``scripts/prepare_translation.py``)."""
-    import importlib
-    full = f"fairseq_dlm.data.{name}"
-    if full in sys.modules or "fairseq_dlm" in sys.modules:
-        return importlib.import_module(full)
-    spec = importlib.util.spec_from_file_location(full, PACKAGE_DATA / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[full] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[full]
-        raise
-    return module
-
-
-text_module = load_data_module("text")
-templates = load_data_module("templates")
+text_module = load_package_module("data.text")
+templates = load_package_module("data.templates")
 normalise = text_module.normalise
 
 # ---------------------------------------------------------------------------------------------

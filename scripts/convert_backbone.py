@@ -14,10 +14,13 @@ Examples:
   python scripts/convert_backbone.py hf --src my-bert --out backbones/my-bert
 """
 import argparse
-import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from light_import import load_package_module  # noqa: E402  (a bad --out fails before fairseq/torch load)
 
 logger = logging.getLogger("convert_backbone")
 OUT_DIR_HELP = ("output directory (created); it changes only once the conversion is complete: a previous "
@@ -52,24 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def output_checks():
-    """``fairseq_dlm/convert/outputs.py`` loaded by path: ``import fairseq_dlm`` imports fairseq and torch
-    (seconds, and their warnings), and a bad ``--out`` should fail at once with one line."""
-    package = importlib.util.find_spec("fairseq_dlm")   # locates the package without importing it
-    if package is None or not package.submodule_search_locations:
-        from fairseq_dlm.convert import outputs   # not found: the usual ImportError
-        return outputs
-    path = os.path.join(list(package.submodule_search_locations)[0], "convert", "outputs.py")
-    spec = importlib.util.spec_from_file_location("convert_backbone_outputs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def check_outputs(args) -> None:
     """Refuse a bad ``--out`` (a file where a directory is written, the source itself or a folder inside it,
     an input file, a read-only place) before anything is imported or loaded."""
-    outputs = output_checks()
+    outputs = load_package_module("convert.outputs")
     if args.command == "compact":
         outputs.check_out_file(args.out, [args.model_file, args.keep_dict])
     else:

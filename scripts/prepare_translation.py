@@ -33,31 +33,13 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 logger = logging.getLogger("prepare_translation")
-PACKAGE_DATA = Path(__file__).resolve().parents[1] / "fairseq_dlm" / "data"
-
-
-def load_data_module(name: str):
-    """``fairseq_dlm.data.<name>`` (a standard-library-only module) without running ``fairseq_dlm/__init__.py``:
-    ``import fairseq_dlm`` imports fairseq and torch (seconds, their warnings, and a root log handler
-    that would override this script's log format). Loaded by path from this checkout under its real
-    name, so ``templates.py``'s ``from .text import ...`` finds ``text.py`` loaded before it."""
-    full = f"fairseq_dlm.data.{name}"
-    if full in sys.modules or "fairseq_dlm" in sys.modules:
-        return importlib.import_module(full)
-    spec = importlib.util.spec_from_file_location(full, PACKAGE_DATA / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[full] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[full]
-        raise
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
 
 
 # normalisation and prompt templates: one implementation, shared with the tasks (SPEC §2.2-§2.3)
-text_module = load_data_module("text")
-templates = load_data_module("templates")
+text_module = load_package_module("data.text")
+templates = load_package_module("data.templates")
 normalise = text_module.normalise
 fill_template = templates.fill_template
 
