@@ -26,7 +26,7 @@ from ..data.templates import fill_template, resolve_template
 from ..data.text import normalise
 from ..generator import DiffusionGenerationConfig, DiffusionGenerator
 from ..metrics import available_metrics
-from .interactive import InteractiveLines
+from .interactive import InteractiveLines, write_result_line
 from .validation import ValidationScorer
 
 logger = logging.getLogger(__name__)
@@ -310,6 +310,6 @@ def _report_at_exit(message: str) -> None:
     import atexit
 
     logger.warning(message)
-    atexit.register(print, message, flush=True)
+    atexit.register(write_result_line, message)
 
 

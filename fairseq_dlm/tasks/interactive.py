@@ -6,7 +6,8 @@ line indices *within* the buffer, while the generator is given global line numbe
 streams are seeded by them).  A line that cannot be decoded gets one ``E-<line>\\t<reason>`` line.
 """
 import logging
-from typing import Dict, List, Optional
+import sys
+from typing import Dict, List, Optional, TextIO
 
 import torch
 
@@ -16,21 +17,22 @@ logger = logging.getLogger(__name__)
 class InteractiveLines:
     """The buffers read so far; ``current`` is the one being decoded."""
 
-    def __init__(self):
+    def __init__(self, output: Optional[TextIO] = None):
         self.read = 0
+        self.output = output  # where E- lines go (fairseq-interactive's stdout; None: sys.stdout at write time)
         self.current: Optional["LineBuffer"] = None
 
     def start(self, n: int) -> "LineBuffer":
         """A new buffer of ``n`` lines, numbered after the ones already read."""
-        self.current, self.read = LineBuffer(self.read), self.read + n
+        self.current, self.read = LineBuffer(self.read, self.output), self.read + n
         return self.current
 
 
 class LineBuffer:
     """One buffer of input lines: which were kept (in order) and their token rows."""
 
-    def __init__(self, offset: int):
-        self.offset = offset
+    def __init__(self, offset: int, output: Optional[TextIO] = None):
+        self.offset, self.output = offset, output
         self.local_ids: List[int] = []  # indices within the buffer of the lines kept for decoding
         self._by_tokens: Dict[tuple, List[int]] = {}  # token row -> its global line numbers, in input order
 
@@ -46,7 +48,7 @@ class LineBuffer:
         fairseq's own ``S-``/``H-``/``D-`` lines (which come after the buffer is decoded)."""
         line = self.offset + i
         logger.warning("input line %d skipped: %s", line, why)
-        print(f"E-{line}\t{why}", flush=True)
+        write_result_line(f"E-{line}\t{why}", self.output)
         for rows in self._by_tokens.values():
             if line in rows:
                 rows.remove(line)
@@ -61,3 +63,10 @@ class LineBuffer:
                 raise RuntimeError("fairseq-interactive decoded a row that was not read from the input")
             ids.append(rows.pop(0))
         return torch.tensor(ids, device=src_tokens.device)
+
+
+def write_result_line(text: str, output: Optional[TextIO] = None) -> None:
+    """One line of a fairseq CLI's result protocol (``S-``/``H-``/``E-``... lines on stdout), flushed."""
+    stream = output or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
