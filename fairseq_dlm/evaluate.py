@@ -27,6 +27,7 @@ import re
 import sys
 import time
 from argparse import Namespace
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -64,7 +65,8 @@ class EvalJob:
     shot: str
     data: EvalSet
     direction: Optional[str] = None  # iwslt14: deen | ende
-    limited_from: Optional[int] = None  # rows in the file when --limit cut it
+    limited_from: Optional[int] = None  # rows read when --limit cut them
+    limit: Optional[int] = None  # --limit: the first N rows of each group were kept
 
     @property
     def options(self) -> Dict[str, Any]:
@@ -121,7 +123,9 @@ def _full_with_map(file: Path) -> EvalSet:
 
 
 def load_job(path: str, benchmark: str = "auto", limit: Optional[int] = None) -> EvalJob:
-    """Read ``path`` (file or folder) as an :class:`EvalJob`; ``limit`` keeps the first rows."""
+    """Read ``path`` (file or folder) as an :class:`EvalJob`; ``limit`` keeps the first ``limit`` rows
+    of each group (BBH task, TyDiQA language, MMLU subject; a one-group file: its first rows), so
+    that a limited folder still has every group of its macro average."""
     bench = infer_benchmark(path) if benchmark == "auto" else benchmark
     if bench not in BENCHMARKS:
         raise UnknownBenchmarkError(f"{path}: unknown benchmark {bench!r}; known: {', '.join(BENCHMARKS)}")
@@ -138,9 +142,18 @@ def load_job(path: str, benchmark: str = "auto", limit: Optional[int] = None) ->
     name = _stem(p) if not p.is_dir() else p.name
     job = EvalJob(str(path), bench, name, infer_shot(path), data,
                   direction=infer_direction(path) if bench == "iwslt14" else None)
-    if limit is not None and limit < len(data):
-        job.limited_from = len(data)
-        job.data = EvalSet(data.examples[:limit], data.groups[:limit], data.sources, data.notes)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be at least 1, not {limit}")
+        seen, keep = Counter(), []
+        for i, group in enumerate(data.groups):
+            seen[group] += 1
+            if seen[group] <= limit:
+                keep.append(i)
+        if len(keep) < len(data):
+            job.limited_from, job.limit = len(data), limit
+            job.data = EvalSet([data.examples[i] for i in keep], [data.groups[i] for i in keep], data.sources,
+                               data.notes)
     return job
 
 
@@ -369,7 +382,8 @@ def evaluate_job(decoder: Decoder, job: EvalJob, settings: DecodeSettings, outpu
     report = {
         "benchmark": job.benchmark, "file": job.path, "sources": job.data.sources, "shot": job.shot,
         "checkpoint": decoder.checkpoint, "settings": asdict(settings), "n": n,
-        "limit": None if job.limited_from is None else {"rows": n, "of": job.limited_from},
+        "limit": None if job.limited_from is None else {"rows": n, "of": job.limited_from,
+                                                         "per_group": job.limit},
         "prompts_cut": rows.prompts_cut, "canvases_clipped": rows.canvases_clipped,
         "nfe_per_row": round(decoded.nfe / n, 3), "seconds": round(decoded.seconds, 2),
         "notes": job.data.notes, "score": score.as_dict(),

@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoding-strategy", default="reparam-uncond-deterministic-cosine")
     p.add_argument("--suppress-special-tokens", action="store_true")
     p.add_argument("--batch-size", type=int, default=8, help="rows per batch")
-    p.add_argument("--limit", type=int, help="evaluate only the first N rows of each file (a stated subset)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N rows of each group (BBH task, TyDiQA "
+                   "language, MMLU subject; a one-group file: its first N rows), a stated subset")
     p.add_argument("--output-dir", help="write {bench}.{name}.{shot}.json files here")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cpu", action="store_true", help="decode on CPU even when CUDA is available")
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     for report in reports:
         print(report["table"], flush=True)
         if report.get("limit"):
-            print(f"  (first {report['limit']['rows']} of {report['limit']['of']} rows: --limit)", flush=True)
+            print(f"  ({report['limit']['rows']} of {report['limit']['of']} rows: the first {report['limit']['per_group']} "
+                  "of each group, --limit)", flush=True)
     return 0
 
 
