@@ -2,12 +2,14 @@
 
 Loaded by fairseq with ``--user-dir fairseq_dlm``; importing it registers the task
 ``diffusion_lm``, the model ``xlmr_diffusion`` (+ arch presets), the criterion ``diffusion_lm``,
-the optimizer ``torch_adamw`` and the LR scheduler ``log_warmup_constant``.
+the optimizer ``torch_adamw``, the LR scheduler ``log_warmup_constant`` and the scorer ``rouge``
+(``fairseq-generate --scoring rouge``).
 """
 from . import compat
 
 compat.install()
 
 from . import criterions, models, optim, tasks  # noqa: E402,F401
+from .metrics import fairseq_scorers  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import USER_DIR, cli
+from fairseq_dlm.metrics.rouge import rouge_report
 
 TRAIN = ["--user-dir", USER_DIR, "--task", "diffusion_lm", "--criterion", "diffusion_lm", "--cpu",
          "--arch", "xlmr_diffusion_tiny", "--optimizer", "torch_adamw", "--lr", "1e-3", "--max-tokens", 2000,
@@ -27,6 +28,19 @@ def test_validation_metric_by_name_selects_the_best_checkpoint(translation_data,
     assert all(0 <= s <= 100 for s in scores)
     best = torch.load(tmp_path / "checkpoint_best.pt", weights_only=False)["extra_state"]
     assert best["best"] == pytest.approx(max(scores))
+
+    # the same ROUGE at test time: fairseq-generate --scoring rouge (the plugin's scorer)
+    proc = cli("generate", translation_data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path",
+               tmp_path / "checkpoint_best.pt", "--cpu", "--gen-subset", "test", "--oracle-length",
+               "--iter-decode-max-iter", 2, "--post-process", "sentencepiece", "--scoring", "rouge")
+    printed = re.search(r"ROUGE F: rouge1 = ([\d.]+), rouge2 = ([\d.]+), rougeL = ([\d.]+) "
+                        r"\(rouge-score, stemmer: yes, mean over 12 examples\)", proc.stdout)
+    assert printed, proc.stdout[-500:]
+    hyps = dict(re.findall(r"^D-(\d+)\t\S+\t(.*)$", proc.stdout, re.M))
+    refs = dict(re.findall(r"^T-(\d+)\t(.*)$", proc.stdout, re.M))
+    expected = rouge_report([hyps[i] for i in sorted(refs)], [refs[i] for i in sorted(refs)])
+    assert [float(x) for x in printed.groups()] == pytest.approx([expected[k] for k in ("rouge1", "rouge2", "rougeL")],
+                                                                 abs=0.006)
 
 
 def test_eval_bleu_spellings_still_work(translation_data, tmp_path):

@@ -66,10 +66,10 @@ def rougeL(use_stemmer: bool = True) -> Metric:  # noqa: N802  (the metric's usu
     return _rouge_metric("rougeL", use_stemmer)
 
 
-def rouge_report(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, float]:
+def rouge_report(hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = True) -> Dict[str, float]:
     """``{"rouge1", "rouge2", "rougeL"}`` mean F × 100 over examples, rounded to 2 digits, plus ``n``."""
     check_pairs(hyps, refs, "rouge")
-    per = rouge_f(hyps, refs)
+    per = rouge_f(hyps, refs, use_stemmer)
     n = len(hyps)
     report = {t: round(100.0 * sum(v) / n, 2) if n else 0.0 for t, v in per.items()}
     return dict(report, n=n)
