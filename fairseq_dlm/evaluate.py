@@ -39,6 +39,7 @@ from .metrics.answers import choice_correct, number_correct, squad_em, squad_f1
 from .metrics.evalfiles import (FULL_NAMES, GROUP_MAP_NAMES, EvalFileError, EvalSet, group_label,
                                 load_eval_set, read_eval_jsonl, read_group_map)
 from .metrics.instruct import BENCHMARKS, BenchmarkScore, hypotheses_in_order, score_benchmark
+from .recipes.checkpoint_choice import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -178,24 +179,6 @@ class DecodeSettings:
             raise ValueError(f"canvas must be oracle, fixed or predicted, got {self.canvas!r}")
         if self.canvas == "fixed" and not (self.fixed_canvas_length or 0) >= 1:
             raise ValueError("--fixed-canvas-length must be ≥ 1")
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint file, or a folder → ``checkpoint_best.pt``, else the highest update, else last."""
-    p = Path(path)
-    if p.is_file():
-        return str(p)
-    if p.is_dir():
-        if (p / "checkpoint_best.pt").is_file():
-            return str(p / "checkpoint_best.pt")
-        numbered = [(int(m.group(1)), f) for f in p.glob("checkpoint_*_*.pt")
-                    if (m := re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", f.name))]
-        if numbered:
-            return str(max(numbered)[1])
-        if (p / "checkpoint_last.pt").is_file():
-            return str(p / "checkpoint_last.pt")
-        raise FileNotFoundError(f"{path}: no checkpoint_best.pt, checkpoint_E_U.pt or checkpoint_last.pt in it")
-    raise FileNotFoundError(f"checkpoint {path} does not exist")
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""The fairseq command each of the paper's task scripts runs (SPEC §8, §9.1).
+
+``build(script, values, cuda, notes)`` returns ``[tool, *args]`` where ``tool`` is
+``fairseq-train`` or ``fairseq-generate``; the recipe's fixed settings are those of SPEC §8
+(AdamW β = (0.9, 0.98), ε = 1e-8, weight decay 0.01, clip 1.0, lr 5e-5, the log-warmup-constant
+schedule that the official runs actually used, dropout 0.1, seed 42).
+"""
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .checkpoint_choice import resolve_checkpoint
+from .flags import FlagError, positive_int
+from .settings import arch_for, ds_config_flags, fix_direction, resolve_pretrained, split_extra
+
+USER_DIR = str(Path(__file__).resolve().parents[1])
+RECIPE = ["--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-8", "--weight-decay", "0.01",
+          "--clip-norm", "1.0", "--lr", "5e-5", "--lr-scheduler", "log_warmup_constant", "--dropout", "0.1",
+          "--seed", "42"]
+VALID_METRIC = {"bleu": "bleu", "rouge": "rougeL"}  # --metric → the validation metric choosing checkpoint_best.pt
+
+
+def _device(cuda: bool, notes: List[str]) -> List[str]:
+    if cuda:
+        return []
+    notes.append("no CUDA device: running on the CPU (--cpu)")
+    return ["--cpu"]
+
+
+def _pair(values: Dict[str, Optional[str]], extra: dict, notes: List[str]) -> List[str]:
+    src, tgt = fix_direction(values["data_path"], extra["src"], extra["tgt"], notes)
+    return ["--source-lang", src, "--target-lang", tgt]
+
+
+def _checkpoint(value: str) -> str:
+    try:
+        return resolve_checkpoint(value)
+    except FileNotFoundError as e:
+        raise FlagError(f"--ckpt={value}: {e}") from None
+
+
+def task_train(values, cuda: bool, notes: List[str]) -> List[str]:
+    """Stage 1, diffusive adaptation: validation by ``--metric`` (oracle length, S = 10) every
+    ``--eval_steps`` updates picks ``checkpoint_best.pt``."""
+    extra = split_extra(values["extra"])
+    if not values["pretrained"]:
+        raise FlagError("task_train.sh: missing --pretrained (a local HF directory or an HF model id in --cache_dir)")
+    pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"])
+    steps = positive_int(values, "eval_steps")
+    metric = VALID_METRIC[values["metric"]]
+    options = {"tokenize": extra["bleu_tokenize"]} if extra["bleu_tokenize"] and metric == "bleu" else {}
+    if extra["oracle_length"]:
+        notes.append("--oracle_length is an evaluation flag: validation already decodes with the oracle length")
+    return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
+            *_pair(values, extra, notes), "--arch", arch_for(pretrained), "--pretrained", pretrained,
+            "--criterion", "diffusion_lm", *RECIPE,
+            "--max-tokens", str(positive_int(values, "mini_bsz")),
+            "--update-freq", str(positive_int(values, "accum_step")),
+            "--max-update", str(positive_int(values, "train_steps")),
+            "--validate-interval-updates", str(steps), "--save-interval-updates", str(steps),
+            "--eval-metric", metric, "--eval-metric-options", json.dumps(options),
+            "--eval-args", json.dumps({"iter_decode_max_iter": 10, "oracle_length": True}),
+            "--eval-post-process", "sentencepiece",
+            "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric",
+            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
+            *_device(cuda, notes), *extra["rest"]]
+
+
+def task_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
+    """Stage 2: the length head on the frozen stage-1 model (``--finetune-from-model``); the best
+    checkpoint follows the validation length loss."""
+    extra = split_extra(values["extra"])
+    ckpt = _checkpoint(values["ckpt"])
+    pretrained = []
+    if values["pretrained"]:
+        pretrained = ["--pretrained", resolve_pretrained(values["pretrained"], values["cache_dir"])]
+    notes.append(f"--metric={values['metric']}: the length stage keeps the checkpoint with the lowest validation "
+                 "length loss; the metric is eval_task.sh's")
+    steps = positive_int(values, "eval_steps")
+    arch = arch_for(pretrained[1]) if pretrained else "xlmr_diffusion_base"
+    return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
+            *_pair(values, extra, notes), "--arch", arch, *pretrained,
+            "--length-head", "--freeze-backbone", "--criterion", "diffusion_length", "--finetune-from-model", ckpt,
+            *RECIPE, "--batch-size", str(positive_int(values, "mini_bsz")),
+            "--update-freq", str(positive_int(values, "accum_step")),
+            "--max-update", str(positive_int(values, "train_steps")),
+            "--validate-interval-updates", str(steps), "--save-interval-updates", str(steps),
+            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
+            *_device(cuda, notes), *extra["rest"]]
+
+
+def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
+    """``fairseq-generate`` on the test split: deterministic reparameterised decoding with ``--max_iter``
+    steps, the oracle length (``--oracle_length`` in ``--extra``) or ``--length_beam`` predicted lengths;
+    BLEU (sacrebleu) or ROUGE-1/2/L F (the plugin's ``rouge`` scorer)."""
+    extra = split_extra(values["extra"])
+    ckpt = _checkpoint(values["ckpt"])
+    notes.append(f"--ckpt={values['ckpt']}: {ckpt}")
+    beam = positive_int(values, "length_beam")
+    canvas = ["--oracle-length"] if extra["oracle_length"] else ["--iter-decode-with-beam", str(beam)]
+    if extra["oracle_length"] and beam > 1:
+        notes.append(f"--oracle_length with --length_beam={beam}: the oracle length is used, the beam ignored")
+    scoring = ["--scoring", "rouge"] if values["metric"] == "rouge" else ["--scoring", "sacrebleu"]
+    if extra["bleu_tokenize"]:
+        if values["metric"] != "bleu":
+            raise FlagError("--bleu_tokenize is a BLEU option; --metric=rouge does not take it")
+        scoring += ["--sacrebleu-tokenizer", extra["bleu_tokenize"]]
+    precision = ["--autocast-bf16"] if cuda else []  # fairseq's own --bf16 implies --tpu in this fork
+    return ["fairseq-generate", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
+            *_pair(values, extra, notes), "--path", ckpt, "--gen-subset", "test",
+            "--max-tokens", str(positive_int(values, "mini_bsz")),
+            "--iter-decode-max-iter", str(positive_int(values, "max_iter")), *canvas,
+            "--post-process", "sentencepiece", *scoring, "--results-path", values["output_dir"],
+            *precision, *_device(cuda, notes), *extra["rest"]]
+
+
+BUILDERS = {"task_train": task_train, "task_train_length": task_train_length, "eval_task": eval_task}
+
+
+def build(script: str, values, cuda: bool, notes: List[str]) -> List[str]:
+    """The command ``script`` runs for parsed flag ``values``."""
+    return BUILDERS[script](values, cuda, notes)

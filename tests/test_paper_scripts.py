@@ -1,0 +1,206 @@
+"""The paper's task scripts (``task_train.sh``, ``task_train_length.sh``, ``eval_task.sh``; SPEC §9.1):
+flag parsing, the fairseq commands they build, and the paper README's IWSLT14 commands run verbatim
+on fixtures (data path, model and sizes replaced by tiny ones, nothing else)."""
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import paper_script  # noqa: E402  (loads fairseq_dlm.recipes without importing fairseq)
+
+flags, commands = paper_script.flags, paper_script.commands
+settings = sys.modules["fairseq_dlm.recipes.settings"]
+choice = sys.modules["fairseq_dlm.recipes.checkpoint_choice"]
+
+
+def bash(line: str, cwd, check=True) -> subprocess.CompletedProcess:
+    """One command line as a user types it (``bash scripts/...``), in ``cwd`` with the scripts linked in."""
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2",
+               CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(["bash", "-c", line], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{line}\nfailed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _command(proc) -> list:
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("$ "))
+    return shlex.split(line[2:])
+
+
+def _flag(cmd, name):
+    return cmd[cmd.index(name) + 1]
+
+
+# ------------------------------------------------------------------------------ the paper's commands
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, translation_data, tiny_pretrained):
+    """A user's folder: scripts/, data/iwslt14.de-en.prompted.xlm-r-dict.bin (the de→en fixture) and an
+    HF cache holding the tiny model under the id facebook/xlm-roberta-xxl."""
+    d = tmp_path_factory.mktemp("paper_user")
+    (d / "scripts").symlink_to(SCRIPTS)
+    (d / "data").mkdir()
+    shutil.copytree(translation_data, d / "data" / "iwslt14.de-en.prompted.xlm-r-dict.bin")
+    snap = d / "cache" / "models--facebook--xlm-roberta-xxl" / "snapshots" / "0123abc"
+    shutil.copytree(tiny_pretrained, snap)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("0123abc")
+    return d
+
+
+# The README's IWSLT14 block, verbatim except sizes (--train_steps/--eval_steps/--mini_bsz/--accum_step,
+# --length_beam); scripts/ds_config_zero2.json is this repository's.
+TRAIN = ('bash scripts/task_train.sh --data_path=data/iwslt14.de-en.prompted.xlm-r-dict.bin '
+         '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache --output_dir=outputs/ckpts/iwslt14.xxl '
+         '--train_steps=6 --eval_steps=3 --mini_bsz=2048 --accum_step=1 '
+         '--ds_config=scripts/ds_config_zero2.json --extra="--src_lang de --tgt_lang en"')
+CKPT = 'CKPT=`ls outputs/ckpts/iwslt14.xxl | grep checkpoint* | tail -1`'
+LENGTH = ('bash scripts/task_train_length.sh  --data_path=data/iwslt14.de-en.prompted.xlm-r-dict.bin '
+          '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache --output_dir=outputs/ckpts/iwslt14.xxl.length '
+          '--train_steps=6 --eval_steps=3 --mini_bsz=4 --accum_step=1 --ds_config=scripts/ds_config_zero2.json '
+          '--ckpt=outputs/ckpts/iwslt14.xxl/$CKPT --extra="--src_lang de --tgt_lang en" ')
+EVAL_OL = ('bash scripts/eval_task.sh --data_path=data/iwslt14.de-en.prompted.xlm-r-dict.bin '
+           '--ckpt=outputs/ckpts/iwslt14.xxl --metric=bleu --output_dir=outputs/ckpts/iwslt14.xxl/eval '
+           '--extra="--src_lang en --tgt_lang de --oracle_length"   ')
+EVAL_LB = ('bash scripts/eval_task.sh --data_path=data/iwslt14.de-en.prompted.xlm-r-dict.bin '
+           '--ckpt=outputs/ckpts/iwslt14.xxl.length --metric=bleu --output_dir=outputs/ckpts/iwslt14.xxl.length/eval '
+           '--length_beam=3 --extra="--src_lang en --tgt_lang de"')
+
+
+def test_iwslt14_commands_of_the_paper_run_as_written(workdir):
+    proc = bash(TRAIN, workdir)
+    cmd = _command(proc)
+    assert cmd[0].endswith("fairseq-train") and _flag(cmd, "--pretrained").endswith("snapshots/0123abc")
+    assert _flag(cmd, "--max-update") == "6" and _flag(cmd, "--max-tokens") == "2048"
+    assert _flag(cmd, "--best-checkpoint-metric") == "bleu" and "--cpu" in cmd
+    assert "ZeRO stage 2, fp16, bf16 not applied: no CUDA device" not in proc.stdout  # "auto": no GPU, no fp16
+    assert "scripts/ds_config_zero2.json: ZeRO stage 2 not applied: no CUDA device (--cpu, fp32)" in proc.stdout
+    ckpts = workdir / "outputs" / "ckpts" / "iwslt14.xxl"
+    log = proc.stdout + proc.stderr
+    bleus = [float(x) for x in re.findall(r"valid on 'valid' subset .*\| bleu ([\d.]+) ", log)]
+    assert len(bleus) == 2
+    best = torch.load(ckpts / "checkpoint_best.pt", weights_only=False)["extra_state"]["best"]
+    assert best == pytest.approx(max(bleus))
+
+    proc = bash(f"{CKPT}\n{LENGTH}", workdir)
+    cmd = _command(proc)
+    assert _flag(cmd, "--finetune-from-model").endswith("iwslt14.xxl/checkpoint_last.pt")
+    assert "--length-head" in cmd and "--freeze-backbone" in cmd and _flag(cmd, "--batch-size") == "4"
+    assert (workdir / "outputs" / "ckpts" / "iwslt14.xxl.length" / "checkpoint_last.pt").is_file()
+
+    for line, ckpt in ((EVAL_OL, "iwslt14.xxl/checkpoint_best.pt"), (EVAL_LB, "iwslt14.xxl.length/checkpoint_best.pt")):
+        proc = bash(line, workdir)
+        assert "--src_lang en --tgt_lang de: data/iwslt14.de-en.prompted.xlm-r-dict.bin holds de→en" in proc.stdout
+        cmd = _command(proc)
+        assert (_flag(cmd, "--source-lang"), _flag(cmd, "--target-lang")) == ("de", "en")
+        assert _flag(cmd, "--path").endswith(ckpt)
+        out = (workdir / _flag(cmd, "--results-path") / "generate-test.txt").read_text()
+        assert len(re.findall(r"^D-\d+\t", out, re.M)) == 12
+        assert re.search(r"^Generate test with beam=\d+: BLEU = [\d.]+", out, re.M)
+    assert "--iter-decode-with-beam" in cmd and _flag(cmd, "--iter-decode-with-beam") == "3"
+
+
+def test_wmt14_eval_typo_is_read_as_meant(workdir):
+    """The README's WMT14 eval spells --length_bema; the dry run shows the command it would run."""
+    data = workdir / "data" / "wmt14.en-de.prompted.xlm-r-dict.bin"
+    data.mkdir()
+    (data / "dict.en.txt").write_text("a 1\n")
+    (data / "test.en-de.en.idx").write_bytes(b"")
+    ckpts = workdir / "outputs" / "ckpts" / "wmt14.xxl.length"
+    ckpts.mkdir(parents=True)
+    for name in ("checkpoint_1_5000.pt", "checkpoint_2_30000.pt"):
+        (ckpts / name).write_bytes(b"x")
+    proc = bash('bash scripts/eval_task.sh --data_path=data/wmt14.en-de.prompted.xlm-r-dict.bin '
+                '--ckpt=outputs/ckpts/wmt14.xxl.length --metric=bleu --output_dir=outputs/ckpts/wmt14.xxl.length/out '
+                '--length_bema=10 --extra="--src_lang en --tgt_lang de --bleu_tokenize intl" --dry-run', workdir)
+    assert "--length_bema read as --length_beam" in proc.stdout
+    cmd = _command(proc)
+    assert _flag(cmd, "--iter-decode-with-beam") == "10" and _flag(cmd, "--sacrebleu-tokenizer") == "intl"
+    assert _flag(cmd, "--path").endswith("checkpoint_2_30000.pt"), "the highest update, not the last name"
+
+
+# ------------------------------------------------------------------------------ flags and settings
+def test_flag_parsing():
+    notes = []
+    values = flags.parse("eval_task", ["--data_path=d", "--ckpt", "c", "--output_dir=o", "--length_bema=4"], notes)
+    assert values["length_beam"] == "4" and values["max_iter"] == "50" and values["metric"] == "bleu"
+    assert notes == ["--length_bema read as --length_beam (a misspelling in the paper's README)"]
+    with pytest.raises(flags.FlagError, match=r"unknown flag --train_steps; known: --data_path --ckpt"):
+        flags.parse("eval_task", ["--train_steps=3"], [])
+    with pytest.raises(flags.FlagError, match=r"--metric=meteor is not one of bleu, rouge"):
+        flags.parse("eval_task", ["--metric=meteor"], [])
+    with pytest.raises(flags.FlagError, match=r"missing --data_path --output_dir --train_steps --mini_bsz"):
+        flags.parse("task_train", [], [])
+    with pytest.raises(flags.FlagError, match=r"--ckpt needs a value"):
+        flags.parse("eval_task", ["--ckpt"], [])
+    with pytest.raises(flags.FlagError, match=r"--mini_bsz=many is not a whole number"):
+        flags.positive_int({"mini_bsz": "many"}, "mini_bsz")
+    assert "--length_beam (default: '1')" in flags.usage("eval_task")
+
+
+def test_ds_config_translation(tmp_path):
+    def translate(config, cuda):
+        path = tmp_path / "ds.json"
+        path.write_text(json.dumps(config))
+        notes = []
+        return settings.ds_config_flags(str(path), cuda, notes), notes
+
+    zero2 = {"zero_optimization": {"stage": 2},
+             "fp16": {"enabled": True, "initial_scale_power": 1, "loss_scale_window": 1000, "min_loss_scale": 0.01}}
+    out, notes = translate(zero2, True)
+    assert out == ["--ddp-backend", "fully_sharded", "--no-reshard-after-forward", "--fp16", "--fp16-init-scale", "2",
+                   "--fp16-scale-window", "1000", "--min-loss-scale", "0.01"]
+    assert notes == [f"--ds_config={tmp_path / 'ds.json'}: ZeRO 2 → FSDP without resharding, fp16"]
+    assert translate({"zero_optimization": {"stage": 1}, "bf16": {"enabled": True}}, True)[0] == \
+        ["--zero-sharding", "os", "--autocast-bf16"]
+    out, notes = translate({"zero_optimization": {"stage": 3}, "bf16": {"enabled": "auto"}}, True)
+    assert out == ["--ddp-backend", "fully_sharded", "--fp16"] and "fairseq's FSDP takes fp16 only" in notes[0]
+    assert translate(zero2, False)[0] == []
+    (tmp_path / "bad.json").write_text("{stage: 2}")
+    with pytest.raises(flags.FlagError, match=r"--ds_config=.*bad.json is not JSON \(line 1"):
+        settings.ds_config_flags(str(tmp_path / "bad.json"), True, [])
+
+
+def test_pretrained_extra_and_data_folder(tmp_path, translation_data):
+    with pytest.raises(flags.FlagError, match=r"not in the HF cache --cache_dir=nocache .*huggingface-cli download"):
+        settings.resolve_pretrained("facebook/xlm-roberta-xxl", "nocache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(flags.FlagError, match=r"--data_path=.*empty has no dict\.\*\.txt"):
+        settings.data_pairs(str(tmp_path / "empty"))
+    assert settings.data_pairs(str(translation_data)) == [("de", "en")]
+    notes = []
+    assert settings.fix_direction(str(translation_data), None, None, notes) == ("de", "en") and notes
+    with pytest.raises(flags.FlagError, match=r"--src_lang fr --tgt_lang en: .* holds de-en"):
+        settings.fix_direction(str(translation_data), "fr", "en", [])
+    extra = settings.split_extra('--src_lang src --tgt_lang=tgt --oracle_length --seed 7')
+    assert extra == {"src": "src", "tgt": "tgt", "bleu_tokenize": None, "oracle_length": True,
+                     "rest": ["--seed", "7"]}
+    config = tmp_path / "xl"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"model_type": "xlm-roberta-xl", "hidden_size": 4096}))
+    assert settings.arch_for(str(config)) == "xlmr_diffusion_xxl"
+
+
+def test_checkpoint_choice(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint_best.pt, checkpoint_E_U.pt or checkpoint_last.pt"):
+        choice.resolve_checkpoint(str(tmp_path))
+    for name in ("checkpoint_last.pt", "checkpoint_3_5000.pt", "checkpoint_9_30000.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert choice.resolve_checkpoint(str(tmp_path)).endswith("checkpoint_9_30000.pt")
+    (tmp_path / "checkpoint_best.pt").write_bytes(b"")
+    assert choice.resolve_checkpoint(str(tmp_path)).endswith("checkpoint_best.pt")
+    notes = []
+    values = flags.parse("eval_task", ["--data_path", str(tmp_path), "--ckpt", str(tmp_path / "none"),
+                                       "--output_dir", "o"], notes)
+    with pytest.raises(flags.FlagError, match=r"--ckpt=.*none: checkpoint .*none does not exist"):
+        commands.build("eval_task", values, False, notes)
