@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, german_sentences, translate, write_split
 
 SCRIPTS = REPO / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -127,6 +127,57 @@ def test_wmt14_eval_typo_is_read_as_meant(workdir):
     cmd = _command(proc)
     assert _flag(cmd, "--iter-decode-with-beam") == "10" and _flag(cmd, "--sacrebleu-tokenizer") == "intl"
     assert _flag(cmd, "--path").endswith("checkpoint_2_30000.pt"), "the highest update, not the last name"
+
+
+# The README's Gigaword-10K block, verbatim except sizes (its `gigword` --ckpt path and the wmt14 output
+# folders included). No Gigaword text exists offline: a summarisation-shaped fixture prepared with
+# prepare_translation.py --template summarization stands in for it.
+G_TRAIN = ('bash scripts/task_train.sh --data_path=data/gigaword-10k.prompted.xlm-r-dict.bin '
+           '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache --output_dir=outputs/ckpts/gigaword-10k.xxl '
+           '--train_steps=6 --eval_steps=2 --mini_bsz=2048 --accum_step=1 --ds_config=scripts/ds_config_zero2.json '
+           '--metric=rouge --extra="--src_lang src --tgt_lang tgt"')
+G_CKPT = 'CKPT=`ls outputs/ckpts/gigaword-10k.xxl | grep checkpoint* | tail -1`'
+G_LENGTH = ('bash scripts/task_train_length.sh --data_path=data/gigaword-10k.prompted.xlm-r-dict.bin '
+            '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache '
+            '--output_dir=outputs/ckpts/gigaword-10k.xxl.length --train_steps=6 --eval_steps=3 --mini_bsz=4 '
+            '--accum_step=1 --ds_config=scripts/ds_config_zero2.json --ckpt=outputs/ckpts/gigword-10k.xxl/$CKPT '
+            '--metric=rouge --extra="--src_lang src --tgt_lang tgt " ')
+G_EVAL_OL = ('bash scripts/eval_task.sh --data_path=data/gigaword-10k.prompted.xlm-r-dict.bin '
+             '--ckpt=outputs/ckpts/gigaword-10k.xxl --metric=rouge --output_dir=outputs/ckpts/wmt14.xxl/out '
+             '--extra="--src_lang src --tgt_lang tgt --oracle_length"')
+G_EVAL_LB = ('bash scripts/eval_task.sh --data_path=data/gigaword-10k.prompted.xlm-r-dict.bin '
+             '--ckpt=outputs/ckpts/gigaword-10k.xxl.length --metric=rouge --output_dir=outputs/ckpts/wmt14.xxl.length/out '
+             '--length_bema=10 --extra="--src_lang src --tgt_lang tgt"')
+
+
+def test_gigaword_recipe_of_the_paper_follows_rouge(workdir, spm_model):
+    raw = workdir / "raw_gigaword"
+    for split, n, seed in (("train", 200, 11), ("valid", 12, 12), ("test", 10, 13)):
+        articles = german_sentences(n, seed)
+        write_split(raw, split, [f"{translate(a)} , said the report on monday" for a in articles],
+                    [" ".join(translate(a).split()[:3]) for a in articles], src="src", tgt="tgt")
+    bash(f"{sys.executable} scripts/prepare_translation.py --raw-dir raw_gigaword --src src --tgt tgt "
+         f"--splits train=train valid=valid test=test --template summarization --spm-model {spm_model} "
+         "--out-dir data/gigaword-10k.prompted.xlm-r-dict.bin", workdir)
+
+    proc = bash(G_TRAIN, workdir)
+    log = proc.stdout + proc.stderr
+    rouge = [float(x) for x in re.findall(r"valid on 'valid' subset .*\| rougeL ([\d.]+) ", log)]
+    assert len(rouge) == 3
+    best = torch.load(workdir / "outputs/ckpts/gigaword-10k.xxl/checkpoint_best.pt", weights_only=False)
+    assert best["extra_state"]["best"] == pytest.approx(max(rouge)), "checkpoint_best.pt follows ROUGE-L"
+
+    proc = bash(f"{G_CKPT}\n{G_LENGTH}", workdir)
+    assert "--ckpt=outputs/ckpts/gigword-10k.xxl/checkpoint_last.pt does not exist; using " \
+           "outputs/ckpts/gigaword-10k.xxl/checkpoint_last.pt" in proc.stdout
+
+    for line in (G_EVAL_OL, G_EVAL_LB):
+        proc = bash(line, workdir)
+        out = (workdir / _flag(_command(proc), "--results-path") / "generate-test.txt").read_text()
+        assert len(re.findall(r"^D-\d+\t", out, re.M)) == 10
+        assert re.search(r"^Generate test with beam=\d+: ROUGE F: rouge1 = [\d.]+, rouge2 = [\d.]+, rougeL = [\d.]+ ",
+                         out, re.M), out[-400:]
+    assert "--length_bema read as --length_beam" in proc.stdout
 
 
 # ------------------------------------------------------------------------------ flags and settings

@@ -5,6 +5,7 @@
 (AdamW β = (0.9, 0.98), ε = 1e-8, weight decay 0.01, clip 1.0, lr 5e-5, the log-warmup-constant
 schedule that the official runs actually used, dropout 0.1, seed 42).
 """
+import difflib
 import json
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,7 +33,31 @@ def _pair(values: Dict[str, Optional[str]], extra: dict, notes: List[str]) -> Li
     return ["--source-lang", src, "--target-lang", tgt]
 
 
-def _checkpoint(value: str) -> str:
+def close_path(value: str) -> Optional[Path]:
+    """``value`` with its first missing component replaced by the one close match among the
+    existing names next to it (``gigword-10k.xxl`` → ``gigaword-10k.xxl``), if the result exists."""
+    path = Path(value)
+    parts = path.parts
+    for i in range(len(parts)):
+        head = Path(*parts[: i + 1])
+        if head.exists():
+            continue
+        parent = Path(*parts[:i]) if i else Path(".")
+        if not parent.is_dir():
+            return None
+        match = difflib.get_close_matches(parts[i], [p.name for p in parent.iterdir()], n=1, cutoff=0.85)
+        if not match:
+            return None
+        fixed = Path(parent, match[0], *parts[i + 1:])
+        return fixed if fixed.exists() else None
+    return None
+
+
+def _checkpoint(value: str, notes: List[str]) -> str:
+    if not Path(value).exists() and (fixed := close_path(value)) is not None:
+        notes.append(f"--ckpt={value} does not exist; using {fixed}, the one close match "
+                     "(the paper's README writes gigword for gigaword)")
+        value = str(fixed)
     try:
         return resolve_checkpoint(value)
     except FileNotFoundError as e:
@@ -70,7 +95,7 @@ def task_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
     """Stage 2: the length head on the frozen stage-1 model (``--finetune-from-model``); the best
     checkpoint follows the validation length loss."""
     extra = split_extra(values["extra"])
-    ckpt = _checkpoint(values["ckpt"])
+    ckpt = _checkpoint(values["ckpt"], notes)
     pretrained = []
     if values["pretrained"]:
         pretrained = ["--pretrained", resolve_pretrained(values["pretrained"], values["cache_dir"])]
@@ -94,7 +119,7 @@ def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
     steps, the oracle length (``--oracle_length`` in ``--extra``) or ``--length_beam`` predicted lengths;
     BLEU (sacrebleu) or ROUGE-1/2/L F (the plugin's ``rouge`` scorer)."""
     extra = split_extra(values["extra"])
-    ckpt = _checkpoint(values["ckpt"])
+    ckpt = _checkpoint(values["ckpt"], notes)
     notes.append(f"--ckpt={values['ckpt']}: {ckpt}")
     beam = positive_int(values, "length_beam")
     canvas = ["--oracle-length"] if extra["oracle_length"] else ["--iter-decode-with-beam", str(beam)]
