@@ -37,7 +37,7 @@ import torch
 from .data.encode import PieceEncoder, fit_example
 from .metrics.answers import choice_correct, number_correct, squad_em, squad_f1
 from .metrics.evalfiles import (FULL_NAMES, GROUP_MAP_NAMES, EvalFileError, EvalSet, group_label,
-                                load_eval_set, read_eval_jsonl, read_group_map)
+                                load_eval_set, read_eval_jsonl, read_group_map, resolve)
 from .metrics.instruct import BENCHMARKS, BenchmarkScore, hypotheses_in_order, score_benchmark
 from .recipes.checkpoint_choice import resolve_checkpoint
 
@@ -132,10 +132,16 @@ def load_job(path: str, benchmark: str = "auto", limit: Optional[int] = None) ->
         raise UnknownBenchmarkError(f"{path}: unknown benchmark {bench!r}; known: {', '.join(BENCHMARKS)}")
     p = Path(path)
     full = {n for n in FULL_NAMES} | {n + ".gz" for n in FULL_NAMES}
+    gz = p.with_name(p.name + ".gz")
     if p.is_dir():
         data = load_eval_set(p)
-    elif p.name in full or (p.with_name(p.name + ".gz").name in full and not p.exists()):
-        data = _full_with_map(p if p.exists() else p.with_name(p.name + ".gz"))
+    elif (p.name in full or gz.name in full) and not p.exists() and not gz.exists() and p.parent.is_dir():
+        # the paper's commands name bbh-nlp/.../full.jsonl and tydiqa/.../flan2022.jsonl; a folder of
+        # per-group files with its group map holds the same rows (flan2022: in the map's order, checked)
+        logger.info("%s does not exist: reading the per-group files of %s instead", p, p.parent)
+        data = load_eval_set(p.parent, official_subset=p.name.startswith("flan2022"))
+    elif p.name in full or gz.name in full:
+        data = _full_with_map(resolve(p))
     else:
         data = load_eval_set(p)  # one file, one group (a BBH task, a TyDiQA language, an MGSM language)
     if not len(data):

@@ -192,6 +192,14 @@ def test_reads_the_real_paper_eval_files():
         assert empty <= {"reasoning about colored objects"}, rel  # 121 of its 400 rows have no answer in the file
     mmlu = load_job(str(PAPER_EVAL / "mmlu/0-shot/val/full.jsonl"))
     assert len(set(mmlu.data.groups)) == 57
+    # the paper's commands name bbh-nlp/.../full.jsonl and tydiqa/.../flan2022.jsonl, which this layout
+    # holds as per-group files: the folder is read instead (flan2022: the map's 8 languages, in its order)
+    bbh = load_job(str(PAPER_EVAL / "bbh-nlp/0-shot/validation/full.jsonl"))
+    assert bbh.name == "full" and len(set(bbh.data.groups)) == 12
+    tydiqa = load_job(str(PAPER_EVAL / "tydiqa/0-shot/validation/flan2022.jsonl"))
+    assert len(tydiqa.data) == 4637 and len(set(tydiqa.data.groups)) == 8
+    with pytest.raises(FileNotFoundError, match=r"1-shot/validation/flan2022.jsonl \(nor flan2022.jsonl.gz\)"):
+        load_job(str(PAPER_EVAL / "tydiqa/1-shot/validation/flan2022.jsonl"))
     mgsm = load_job(str(PAPER_EVAL / "mgsm/0-shot/en.jsonl"), limit=1)
     assert mgsm.data.targets[0].startswith("# " * 60)
     assert load_job(str(PAPER_EVAL / "iwslt14/0-shot/validation/ende.jsonl"), limit=1).direction == "ende"
