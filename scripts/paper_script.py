@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Runs one of the paper's scripts (``bash scripts/task_train.sh --data_path=... ...``, SPEC §9.1).
 
-    python scripts/paper_script.py SCRIPT [--flag=value ...]     SCRIPT: task_train | task_train_length | eval_task
+    python scripts/paper_script.py SCRIPT [--flag=value ...]     SCRIPT: task_train | task_train_length | eval_task |
+                                                                 instruction_tuning | instruction_train_length | eval_instruct
 
 Prints what it corrected or chose (one line each), then the fairseq command, then runs it with this
 environment's ``fairseq-train`` / ``fairseq-generate``; exits with that command's status.  ``--help``
@@ -52,15 +53,18 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     bin_dir = Path(sys.executable).parent
-    tool = bin_dir / cmd[0] if (bin_dir / cmd[0]).exists() else cmd[0]
+    if cmd[0].endswith(".py"):  # a script of this repository
+        tool = [sys.executable, str(Path(__file__).resolve().parent / cmd[0])]
+    else:
+        tool = [str(bin_dir / cmd[0]) if (bin_dir / cmd[0]).exists() else cmd[0]]
     for note in notes:
         print(f"{script}.sh: {note}", flush=True)
-    print("$ " + shlex.join([str(tool), *cmd[1:]]), flush=True)
+    print("$ " + shlex.join([*tool, *cmd[1:]]), flush=True)
     if dry:
         return 0
-    if script == "eval_task":
+    if script.startswith("eval_"):
         Path(values["output_dir"]).mkdir(parents=True, exist_ok=True)
-    return subprocess.call([str(tool), *cmd[1:]])
+    return subprocess.call([*tool, *cmd[1:]])
 
 
 if __name__ == "__main__":

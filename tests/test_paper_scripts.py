@@ -180,6 +180,68 @@ def test_gigaword_recipe_of_the_paper_follows_rouge(workdir, spm_model):
     assert "--length_bema read as --length_beam" in proc.stdout
 
 
+# The README's instruction block, verbatim except sizes; the FLAN shards and data/instruct are fixtures.
+I_TRAIN = ('bash scripts/instruction_tuning.sh --data_path=data/flan_2022 --pretrained=facebook/xlm-roberta-xxl '
+           '--output_dir=outputs/ckpts/flan_2022.xxl --cache_dir=cache --train_steps=4 --mini_bsz=8 --accum_step=1 '
+           '--ds_config=scripts/ds_config_zero2.json')
+I_CKPT = 'CKPT=`ls outputs/ckpts/flan_2022.xxl | grep checkpoint* | tail -1`'
+I_LENGTH = ('bash scripts/instruction_train_length.sh --data_path=data/flan_2022 --pretrained=facebook/xlm-roberta-xxl '
+            '--output_dir=outputs/ckpts/flan_2022.xxl.length --cache_dir=cache --train_steps=4 --mini_bsz=16 '
+            '--accum_step=1 --ds_config=scripts/ds_config_zero2.json --ckpt=outputs/ckpts/flan_2022.xxl/$CKPT')
+I_EVAL_MC = ('bash scripts/eval_instruct.sh --data_paths="data/instruct/mmlu/0-shot/val/full.jsonl '
+             'data/instruct/mmlu/2-shot/val/full.jsonl data/instruct/bbh-nlp/0-shot/validation/full.jsonl '
+             'instruct/bbh-nlp/2-shot/validation/full.jsonl" --ckpt=outputs/ckpts/flan_2022.xxl '
+             '--output_dir=outputs/ckpts/flan_2022.xxl/out --mini_bsz=8 --max_iter=1 --extra="--oracle_length"')
+I_EVAL_LB = ('bash scripts/eval_instruct.sh --data_paths="data/instruct/iwslt14/0-shot/test/deen.jsonl '
+             'data/instruct/iwslt14/2-shot/test/deen.jsonl" --ckpt=outputs/ckpts/flan_2022.xxl.length '
+             '--output_dir=outputs/ckpts/flan_2022.xxl.length/out --mini_bsz=8 --max_iter=50 --length_beam=10')
+
+
+def _jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_instruction_commands_of_the_paper_run_as_written(workdir):
+    sentences = german_sentences(40, 21)
+    prompt = "Translate the German sentence to English. German: {} English:"
+    for shard in ("flan_zs_opt_train", "flan_fs_opt_train"):
+        _jsonl(workdir / "data" / "flan_2022" / f"{shard}.jsonl",
+               [{"inputs": prompt.format(s), "targets": translate(s)} for s in sentences])
+    inst = workdir / "data" / "instruct"
+    choice_rows = [{"inputs": prompt.format(s) + " (A) yes (B) no", "targets": "AB"[i % 2]}
+                   for i, s in enumerate(sentences[:6])]
+    for shot in ("0-shot", "2-shot"):
+        _jsonl(inst / "mmlu" / shot / "val" / "full.jsonl", choice_rows)
+        (inst / "mmlu" / shot / "val" / "index2subject.json").write_text(json.dumps(["anatomy"] * 3 + ["virology"] * 3))
+        _jsonl(inst / "bbh-nlp" / shot / "validation" / "snarks.jsonl", choice_rows[:3])
+        _jsonl(inst / "bbh-nlp" / shot / "validation" / "hyperbaton.jsonl", choice_rows[3:])
+        _jsonl(inst / "iwslt14" / shot / "test" / "deen.jsonl",
+               [{"inputs": prompt.format(s), "targets": translate(s)} for s in sentences[6:10]])
+
+    proc = bash(I_TRAIN, workdir)
+    cmd = _command(proc)
+    assert _flag(cmd, "--task") == "diffusion_instruct" and _flag(cmd, "--lr") == "1e-5"
+    assert "has no dict.txt: wrote XLM-R's" in proc.stdout and _flag(cmd, "--dict").endswith("flan_2022.xxl/dict.txt")
+    proc = bash(f"{I_CKPT}\n{I_LENGTH}", workdir)
+    assert _flag(_command(proc), "--finetune-from-model").endswith("flan_2022.xxl/checkpoint_last.pt")
+
+    proc = bash(I_EVAL_MC, workdir)
+    assert "instruct/bbh-nlp/2-shot/validation/full.jsonl does not exist; using data/instruct/bbh-nlp" in proc.stdout
+    out = workdir / "outputs" / "ckpts" / "flan_2022.xxl" / "out"
+    names = sorted(f.name for f in out.glob("*.json"))
+    assert names == ["bbh-nlp.full.0-shot.json", "bbh-nlp.full.2-shot.json", "mmlu.full.0-shot.json",
+                     "mmlu.full.2-shot.json"], names
+    report = json.loads((out / "bbh-nlp.full.2-shot.json").read_text())
+    assert report["n"] == 6 and set(report["score"]["metrics"]["exact_letter"]["groups"]) == {"snarks", "hyperbaton"}
+
+    proc = bash(I_EVAL_LB, workdir)
+    cmd = _command(proc)
+    assert _flag(cmd, "--length-beam") == "10" and "--oracle-length" not in cmd
+    report = json.loads((workdir / "outputs/ckpts/flan_2022.xxl.length/out/iwslt14.deen.2-shot.lb10.json").read_text())
+    assert report["n"] == 4 and report["settings"]["canvas"] == "predicted"
+
+
 # ------------------------------------------------------------------------------ flags and settings
 def test_flag_parsing():
     notes = []

@@ -15,9 +15,14 @@ from .flags import FlagError, positive_int
 from .settings import arch_for, ds_config_flags, fix_direction, resolve_pretrained, split_extra
 
 USER_DIR = str(Path(__file__).resolve().parents[1])
-RECIPE = ["--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-8", "--weight-decay", "0.01",
-          "--clip-norm", "1.0", "--lr", "5e-5", "--lr-scheduler", "log_warmup_constant", "--dropout", "0.1",
-          "--seed", "42"]
+TASK_LR, INSTRUCT_LR = "5e-5", "1e-5"  # task-specific tuning and FLAN 2022 (SPEC §8)
+
+
+def recipe(lr: str) -> List[str]:
+    """The optimisation settings shared by every stage (SPEC §8)."""
+    return ["--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-8", "--weight-decay", "0.01",
+            "--clip-norm", "1.0", "--lr", lr, "--lr-scheduler", "log_warmup_constant", "--dropout", "0.1",
+            "--seed", "42"]
 VALID_METRIC = {"bleu": "bleu", "rouge": "rougeL"}  # --metric → the validation metric choosing checkpoint_best.pt
 
 
@@ -78,7 +83,7 @@ def task_train(values, cuda: bool, notes: List[str]) -> List[str]:
         notes.append("--oracle_length is an evaluation flag: validation already decodes with the oracle length")
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
             *_pair(values, extra, notes), "--arch", arch_for(pretrained), "--pretrained", pretrained,
-            "--criterion", "diffusion_lm", *RECIPE,
+            "--criterion", "diffusion_lm", *recipe(TASK_LR),
             "--max-tokens", str(positive_int(values, "mini_bsz")),
             "--update-freq", str(positive_int(values, "accum_step")),
             "--max-update", str(positive_int(values, "train_steps")),
@@ -106,7 +111,7 @@ def task_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
             *_pair(values, extra, notes), "--arch", arch, *pretrained,
             "--length-head", "--freeze-backbone", "--criterion", "diffusion_length", "--finetune-from-model", ckpt,
-            *RECIPE, "--batch-size", str(positive_int(values, "mini_bsz")),
+            *recipe(TASK_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
             "--update-freq", str(positive_int(values, "accum_step")),
             "--max-update", str(positive_int(values, "train_steps")),
             "--validate-interval-updates", str(steps), "--save-interval-updates", str(steps),
@@ -139,7 +144,102 @@ def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
             *precision, *_device(cuda, notes), *extra["rest"]]
 
 
-BUILDERS = {"task_train": task_train, "task_train_length": task_train_length, "eval_task": eval_task}
+def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: str, notes: List[str]) -> List[str]:
+    """``--spm-model``/``--dict`` for ``--task diffusion_instruct`` when DATA lacks them: the backbone's
+    ``sentencepiece.bpe.model`` and ``dict.txt`` (written into ``output_dir`` from the SentencePiece
+    model, XLM-R's convention, when the HF directory has none)."""
+    data = Path(data_path)
+    if not data.is_dir():
+        raise FlagError(f"--data_path={data_path} is not a folder of jsonl shards")
+    if (data / "sentencepiece.bpe.model").is_file() and (data / "dict.txt").is_file():
+        return []
+    if not pretrained:
+        raise FlagError(f"--data_path={data_path} has no sentencepiece.bpe.model and dict.txt: pass --pretrained "
+                        "(its tokenizer is used) or copy the backbone's two files there")
+    spm = Path(pretrained) / "sentencepiece.bpe.model"
+    if not spm.is_file():
+        raise FlagError(f"--pretrained={pretrained} has no sentencepiece.bpe.model (an XLM-R directory is needed)")
+    dictionary = Path(pretrained) / "dict.txt"
+    if not dictionary.is_file():
+        dictionary = Path(output_dir) / "dict.txt"
+        if not dictionary.is_file():
+            import sentencepiece
+
+            sp = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+            dictionary.parent.mkdir(parents=True, exist_ok=True)
+            dictionary.write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
+                                  encoding="utf-8")
+            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({sp.get_piece_size() - 3} pieces of {spm.name}) "
+                         f"to {dictionary}")
+    notes.append(f"tokenizer: {spm} and {dictionary} (--data_path holds only shards)")
+    return ["--spm-model", str(spm), "--dict", str(dictionary)]
+
+
+def instruction_tuning(values, cuda: bool, notes: List[str]) -> List[str]:
+    """Instruction tuning on a jsonl mixture (``--task diffusion_instruct``, full dictionary, SPEC §8):
+    no validation; a checkpoint every 1000 updates, the last 5 kept."""
+    extra = split_extra(values["extra"])
+    if not values["pretrained"]:
+        raise FlagError("instruction_tuning.sh: missing --pretrained (a local HF directory or an HF model id)")
+    pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"])
+    return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_instruct",
+            *instruct_vocabulary(values["data_path"], pretrained, values["output_dir"], notes),
+            "--arch", arch_for(pretrained), "--pretrained", pretrained, "--criterion", "diffusion_lm",
+            *recipe(INSTRUCT_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
+            "--update-freq", str(positive_int(values, "accum_step")),
+            "--max-update", str(positive_int(values, "train_steps")), "--disable-validation",
+            "--save-interval-updates", "1000", "--keep-interval-updates", "5",
+            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
+            *_device(cuda, notes), *extra["rest"]]
+
+
+def instruction_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
+    """The length head on the frozen instruction-tuned model (lr 1e-5, SPEC §8); no validation."""
+    extra = split_extra(values["extra"])
+    ckpt = _checkpoint(values["ckpt"], notes)
+    pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"]) if values["pretrained"] else None
+    return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_instruct",
+            *instruct_vocabulary(values["data_path"], pretrained, values["output_dir"], notes),
+            "--arch", arch_for(pretrained) if pretrained else "xlmr_diffusion_base",
+            *(["--pretrained", pretrained] if pretrained else []),
+            "--length-head", "--freeze-backbone", "--criterion", "diffusion_length", "--finetune-from-model", ckpt,
+            *recipe(INSTRUCT_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
+            "--update-freq", str(positive_int(values, "accum_step")),
+            "--max-update", str(positive_int(values, "train_steps")), "--disable-validation",
+            "--save-interval-updates", "1000", "--keep-interval-updates", "5",
+            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
+            *_device(cuda, notes), *extra["rest"]]
+
+
+def _eval_file(path: str, notes: List[str]) -> str:
+    """An evaluation path as given, or with the ``data/`` prefix the paper's README drops once."""
+    def present(p: Path) -> bool:
+        return p.exists() or p.with_name(p.name + ".gz").exists() or p.parent.is_dir()
+
+    if present(Path(path)) or not present(Path("data") / path):
+        return path
+    notes.append(f"{path} does not exist; using data/{path} (the paper's README drops data/ once)")
+    return str(Path("data") / path)
+
+
+def eval_instruct(values, cuda: bool, notes: List[str]) -> List[str]:
+    """``scripts/eval_instruct.py``: decode and score each ``--data_paths`` file (SPEC §7.3-§7.4)."""
+    extra = split_extra(values["extra"])
+    ckpt = _checkpoint(values["ckpt"], notes)
+    notes.append(f"--ckpt={values['ckpt']}: {ckpt}")
+    files = [_eval_file(p, notes) for p in values["data_paths"].split()]
+    if not files:
+        raise FlagError("--data_paths is empty")
+    beam = positive_int(values, "length_beam")
+    canvas = ["--oracle-length"] if extra["oracle_length"] else ["--length-beam", str(beam)]
+    return ["eval_instruct.py", "--ckpt", ckpt, "--files", *files, "--output-dir", values["output_dir"],
+            "--batch-size", str(positive_int(values, "mini_bsz")), "--max-iter", str(positive_int(values, "max_iter")),
+            *canvas, *(["--bf16"] if cuda else ["--cpu"]), *extra["rest"]]
+
+
+BUILDERS = {"task_train": task_train, "task_train_length": task_train_length, "eval_task": eval_task,
+            "instruction_tuning": instruction_tuning, "instruction_train_length": instruction_train_length,
+            "eval_instruct": eval_instruct}
 
 
 def build(script: str, values, cuda: bool, notes: List[str]) -> List[str]:

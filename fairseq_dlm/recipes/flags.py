@@ -53,10 +53,24 @@ SCRIPTS: Dict[str, List[Flag]] = {
         Flag("extra", "more flags: --src_lang/--tgt_lang, --bleu_tokenize, --oracle_length, or any fairseq flag",
              default=""),
     ],
+    "instruction_tuning": _train_flags("sequences per GPU per step (fairseq --batch-size)"),
+    "instruction_train_length": _train_flags("sequences per GPU per step (fairseq --batch-size)") + [
+        Flag("ckpt", "the instruction-tuned (stage-1) checkpoint file or folder", required=True)],
+    "eval_instruct": [
+        Flag("data_paths", "space-separated evaluation jsonl files or folders (SPEC §7.4 layout)", required=True),
+        _CKPT,
+        Flag("output_dir", "where {bench}.{name}.{shot}.json files are written", required=True),
+        Flag("mini_bsz", "rows per batch", default="8"),
+        Flag("length_beam", "predicted lengths per row (the length head)", default="1"),
+        Flag("max_iter", "denoising steps S", default="50"),
+        Flag("extra", "more flags: --oracle_length, or any flag of scripts/eval_instruct.py", default=""),
+    ],
 }
 
 # misspelling in the paper's README → the flag meant (SPEC §11.8)
 TYPOS = {"length_bema": "length_beam"}
+# the official instruction_tuning.sh spells --train_steps as --steps (SPEC §9.1)
+ALIASES = {"instruction_tuning": {"steps": "train_steps"}}
 
 
 def usage(script: str) -> str:
@@ -85,6 +99,7 @@ def parse(script: str, argv: Sequence[str], notes: List[str]) -> Dict[str, Optio
         if name in TYPOS:
             notes.append(f"--{name} read as --{TYPOS[name]} (a misspelling in the paper's README)")
             name = TYPOS[name]
+        name = ALIASES.get(script, {}).get(name, name)
         if name not in known:
             raise FlagError(f"{script}.sh: unknown flag --{name}; known: " + " ".join(f"--{n}" for n in known))
         if not eq:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The paper's scripts/eval_instruct.sh, same flags (--flag=value): see `bash scripts/eval_instruct.sh --help`.
+# Prints the fairseq command it runs (scripts/paper_script.py, fairseq_dlm/recipes/).
+set -euo pipefail
+HERE="$(dirname "$0")"
+PY="${PYTHON:-$HERE/../.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+exec "$PY" "$HERE/paper_script.py" eval_instruct "$@"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The paper's scripts/instruction_tuning.sh, same flags (--flag=value): see `bash scripts/instruction_tuning.sh --help`.
+# Prints the fairseq command it runs (scripts/paper_script.py, fairseq_dlm/recipes/).
+set -euo pipefail
+HERE="$(dirname "$0")"
+PY="${PYTHON:-$HERE/../.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+exec "$PY" "$HERE/paper_script.py" instruction_tuning "$@"
