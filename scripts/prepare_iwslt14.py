@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Prepare IWSLT14 de→en as the paper's folder ``data/iwslt14.de-en.prompted.xlm-r-dict.bin``.
+
+    python scripts/prepare_iwslt14.py --spm-model XLMR_DIR/sentencepiece.bpe.model [--full-dict XLMR_DIR/dict.txt] \\
+        (--raw de-en.tgz | --raw DIR_WITH_de-en | --download) [--workers 4] [--out-dir ...]
+
+1. the release: ``--raw`` (the ``de-en.tgz`` archive or its unpacked folder) or ``--download`` (fetched
+   once from ``--url`` into ``--cache-dir``);
+2. raw text split as fairseq's ``prepare-iwslt14.sh`` does (``fairseq_dlm/data/iwslt14.py``: metadata
+   lines dropped, valid = every 23rd training line, test = dev2010 + dev2012 + tst2010-2012);
+3. ``scripts/prepare_translation.py``: the translation prompt template (SPEC §2.3), SentencePiece
+   pieces of the backbone, ``fairseq-preprocess`` into ``--out-dir`` with a README of what was done.
+"""
+import argparse
+import logging
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
+import prepare_translation  # noqa: E402
+
+iwslt14 = load_package_module("data.iwslt14")
+logger = logging.getLogger("prepare_iwslt14")
+URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"  # fairseq's prepare-iwslt14.sh mirror
+
+
+def download(url: str, cache_dir: Path) -> Path:
+    """``cache_dir/de-en.tgz``, fetched unless already there; a clear error offline."""
+    dest = cache_dir / "de-en.tgz"
+    if dest.is_file():
+        return dest
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s -> %s", url, dest)
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(dest.with_suffix(".part"), "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except (urllib.error.URLError, OSError) as e:
+        raise SystemExit(f"error: could not download {url} ({e}); on an offline machine copy de-en.tgz here and "
+                         "pass --raw de-en.tgz") from None
+    dest.with_suffix(".part").replace(dest)
+    return dest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--raw", type=Path, help="the IWSLT14 de-en release: de-en.tgz or the folder holding it unpacked")
+    src.add_argument("--download", action="store_true", help="fetch de-en.tgz from --url (once, into --cache-dir)")
+    p.add_argument("--url", default=URL, help="where --download fetches de-en.tgz")
+    p.add_argument("--cache-dir", type=Path, default=Path("data-raw/iwslt14"), help="where --download keeps it")
+    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
+    p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
+    p.add_argument("--out-dir", default="data/iwslt14.de-en.prompted.xlm-r-dict.bin", help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    raw = download(a.url, a.cache_dir) if a.download else a.raw
+    if not raw.exists():
+        raise SystemExit(f"error: --raw {raw} does not exist")
+    with tempfile.TemporaryDirectory(prefix="iwslt14-") as tmp:
+        try:
+            release = iwslt14.find_release(raw, Path(tmp) / "release")
+            counts = iwslt14.extract(release, Path(tmp) / "text")
+        except iwslt14.IwsltError as e:
+            raise SystemExit(f"error: {e}") from None
+        logger.info("IWSLT14 de-en raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+        args = ["--raw-dir", str(Path(tmp) / "text"), "--src", "de", "--tgt", "en", "--name", "iwslt14",
+                "--splits", "train=train", "valid=valid", "test=test", "--template", "translation",
+                "--spm-model", a.spm_model, "--out-dir", a.out_dir, "--workers", str(a.workers),
+                "--no-keep-intermediate", *(["--full-dict", a.full_dict] if a.full_dict else []),
+                *(["--overwrite"] if a.overwrite else [])]
+        return prepare_translation.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
