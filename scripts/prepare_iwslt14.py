@@ -15,8 +15,6 @@ import argparse
 import logging
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,24 +24,6 @@ import prepare_translation  # noqa: E402
 iwslt14 = load_package_module("data.iwslt14")
 logger = logging.getLogger("prepare_iwslt14")
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"  # fairseq's prepare-iwslt14.sh mirror
-
-
-def download(url: str, cache_dir: Path) -> Path:
-    """``cache_dir/de-en.tgz``, fetched unless already there; a clear error offline."""
-    dest = cache_dir / "de-en.tgz"
-    if dest.is_file():
-        return dest
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s -> %s", url, dest)
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response, open(dest.with_suffix(".part"), "wb") as f:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-    except (urllib.error.URLError, OSError) as e:
-        raise SystemExit(f"error: could not download {url} ({e}); on an offline machine copy de-en.tgz here and "
-                         "pass --raw de-en.tgz") from None
-    dest.with_suffix(".part").replace(dest)
-    return dest
 
 
 def main(argv=None) -> int:
@@ -60,7 +40,11 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
-    raw = download(a.url, a.cache_dir) if a.download else a.raw
+    try:
+        raw = prepare_translation.fetch(a.url, a.cache_dir / "de-en.tgz", "copy de-en.tgz here and pass --raw "
+                                        "de-en.tgz") if a.download else a.raw
+    except prepare_translation.PrepareError as e:
+        raise SystemExit(f"error: {e}") from None
     if not raw.exists():
         raise SystemExit(f"error: --raw {raw} does not exist")
     with tempfile.TemporaryDirectory(prefix="iwslt14-") as tmp:

@@ -145,18 +145,26 @@ def download_multi30k(raw_dir: Path, prefixes: List[str], langs: Tuple[str, str]
             if "/" in prefix or os.sep in prefix:
                 raise PrepareError(f"--download can only fetch bare Multi30k names, not {prefix!r}; "
                                    "place that file under --raw-dir yourself")
-            url = f"{base_url.rstrip('/')}/{prefix}.{lang}.gz"
-            dest = raw_dir / f"{prefix}.{lang}.gz"
-            logger.info("downloading %s -> %s", url, dest)
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response:
-                    data = response.read()
-            except (urllib.error.URLError, OSError) as e:
-                raise PrepareError(f"could not download {url} ({e}); if this machine is offline, pass --raw-dir "
-                                   "with Multi30k's raw files instead, e.g. --raw-dir ../shared/data/multi30k") from e
-            tmp = dest.with_name(dest.name + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(dest)
+            fetch(f"{base_url.rstrip('/')}/{prefix}.{lang}.gz", raw_dir / f"{prefix}.{lang}.gz",
+                  "pass --raw-dir with Multi30k's raw files instead, e.g. --raw-dir ../shared/data/multi30k")
+
+
+def fetch(url: str, dest: Path, offline_hint: str) -> Path:
+    """``dest``, downloaded from ``url`` unless it is there (streamed into ``dest.part``, then renamed,
+    so an interrupted download leaves no file that looks complete); ``offline_hint`` ends the error."""
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    logger.info("downloading %s -> %s", url, dest)
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except (urllib.error.URLError, OSError) as e:
+        raise PrepareError(f"could not download {url} ({e}); if this machine is offline, {offline_hint}") from e
+    tmp.replace(dest)
+    return dest
 
 
 def read_lines(path: Path) -> Iterator[str]:

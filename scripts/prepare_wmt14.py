@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Prepare WMT14 en→de as the paper's folder ``data/wmt14.en-de.prompted.xlm-r-dict.bin``.
+
+    python scripts/prepare_wmt14.py --spm-model XLMR_DIR/sentencepiece.bpe.model [--full-dict XLMR_DIR/dict.txt] \\
+        (--raw DIR | --download) [--workers 8] [--out-dir ...]
+
+1. the release: ``--raw DIR`` holding the WMT archives (``training-parallel-europarl-v7.tgz``,
+   ``training-parallel-commoncrawl.tgz``, ``training-parallel-nc-v9.tgz``, ``test-full.tgz``) or their
+   unpacked files, or ``--download`` (each archive fetched once into ``--cache-dir``);
+2. raw text split as fairseq's ``prepare-wmt14en2de.sh`` does, streamed (``fairseq_dlm/data/wmt14.py``:
+   valid = every 100th training line, test = newstest2014);
+3. ``scripts/prepare_translation.py`` with the translation template in the en→de direction (SPEC
+   §2.3), SentencePiece with ``--workers`` threads and ``fairseq-preprocess --workers``.
+"""
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
+import prepare_translation  # noqa: E402
+
+wmt14 = load_package_module("data.wmt14")
+logger = logging.getLogger("prepare_wmt14")
+URLS = {  # fairseq's prepare-wmt14en2de.sh
+    "training-parallel-europarl-v7.tgz": "http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
+    "training-parallel-commoncrawl.tgz": "http://statmt.org/wmt13/training-parallel-commoncrawl.tgz",
+    "training-parallel-nc-v9.tgz": "http://statmt.org/wmt14/training-parallel-nc-v9.tgz",
+    "test-full.tgz": "http://statmt.org/wmt14/test-full.tgz",
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--raw", type=Path, help="folder with the WMT14 archives (.tgz) or their unpacked files")
+    src.add_argument("--download", action="store_true", help="fetch the archives (once, into --cache-dir)")
+    p.add_argument("--cache-dir", type=Path, default=Path("data-raw/wmt14"), help="where --download keeps them")
+    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
+    p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
+    p.add_argument("--out-dir", default="data/wmt14.en-de.prompted.xlm-r-dict.bin", help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    raw = a.cache_dir if a.download else a.raw
+    try:
+        if a.download:
+            for name, url in URLS.items():
+                prepare_translation.fetch(url, raw / name, f"copy the archives into a folder and pass --raw DIR ({name})")
+    except prepare_translation.PrepareError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not raw.is_dir():
+        raise SystemExit(f"error: --raw {raw} is not a folder")
+    staging = Path(a.out_dir).resolve().parent  # the unpacked release is large: next to the output, not in /tmp
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".wmt14-raw-", dir=staging) as tmp:
+        try:
+            counts = wmt14.extract(wmt14.unpack(raw, Path(tmp) / "release"), Path(tmp) / "text")
+        except wmt14.WmtError as e:
+            raise SystemExit(f"error: {e}") from None
+        logger.info("WMT14 en-de raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+        args = ["--raw-dir", str(Path(tmp) / "text"), "--src", "en", "--tgt", "de", "--name", "wmt14",
+                "--splits", "train=train", "valid=valid", "test=test", "--template", "translation",
+                "--spm-model", a.spm_model, "--out-dir", a.out_dir, "--workers", str(a.workers),
+                "--no-keep-intermediate", *(["--full-dict", a.full_dict] if a.full_dict else []),
+                *(["--overwrite"] if a.overwrite else [])]
+        return prepare_translation.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
