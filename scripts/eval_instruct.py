@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     for report in reports:
         print(report["table"], flush=True)
         if report.get("limit"):
-            print(f"  ({report['limit']['rows']} of {report['limit']['of']} rows: the first {report['limit']['per_group']} "
+            limit = report["limit"]
+            print(f"  ({limit['rows']} of {limit['of']} rows: the first {limit['per_group']} "
                   "of each group, --limit)", flush=True)
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's scripts/eval_instruct.sh, same flags (--flag=value): see `bash scripts/eval_instruct.sh --help`.
+# The paper's scripts/eval_instruct.sh, same flags (--flag=value); see --help.
 # Prints the fairseq command it runs (scripts/paper_script.py, fairseq_dlm/recipes/).
 set -euo pipefail
 HERE="$(dirname "$0")"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's scripts/instruction_tuning.sh, same flags (--flag=value): see `bash scripts/instruction_tuning.sh --help`.
+# The paper's scripts/instruction_tuning.sh, same flags (--flag=value); see --help.
 # Prints the fairseq command it runs (scripts/paper_script.py, fairseq_dlm/recipes/).
 set -euo pipefail
 HERE="$(dirname "$0")"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Runs one of the paper's scripts (``bash scripts/task_train.sh --data_path=... ...``, SPEC §9.1).
 
-    python scripts/paper_script.py SCRIPT [--flag=value ...]     SCRIPT: task_train | task_train_length | eval_task |
-                                                                 instruction_tuning | instruction_train_length | eval_instruct
+    python scripts/paper_script.py SCRIPT [--flag=value ...]
+
+SCRIPT: task_train | task_train_length | eval_task | instruction_tuning | instruction_train_length | eval_instruct
 
 Prints what it corrected or chose (one line each), then the fairseq command, then runs it with this
 environment's ``fairseq-train`` / ``fairseq-generate``; exits with that command's status.  ``--help``

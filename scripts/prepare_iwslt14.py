@@ -33,11 +33,7 @@ def main(argv=None) -> int:
     src.add_argument("--download", action="store_true", help="fetch de-en.tgz from --url (once, into --cache-dir)")
     p.add_argument("--url", default=URL, help="where --download fetches de-en.tgz")
     p.add_argument("--cache-dir", type=Path, default=Path("data-raw/iwslt14"), help="where --download keeps it")
-    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
-    p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
-    p.add_argument("--out-dir", default="data/iwslt14.de-en.prompted.xlm-r-dict.bin", help="output folder")
-    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
-    p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
+    prepare_translation.add_corpus_arguments(p, "data/iwslt14.de-en.prompted.xlm-r-dict.bin")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     try:
@@ -54,12 +50,7 @@ def main(argv=None) -> int:
         except iwslt14.IwsltError as e:
             raise SystemExit(f"error: {e}") from None
         logger.info("IWSLT14 de-en raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-        args = ["--raw-dir", str(Path(tmp) / "text"), "--src", "de", "--tgt", "en", "--name", "iwslt14",
-                "--splits", "train=train", "valid=valid", "test=test", "--template", "translation",
-                "--spm-model", a.spm_model, "--out-dir", a.out_dir, "--workers", str(a.workers),
-                "--no-keep-intermediate", *(["--full-dict", a.full_dict] if a.full_dict else []),
-                *(["--overwrite"] if a.overwrite else [])]
-        return prepare_translation.main(args)
+        return prepare_translation.prepare_extracted(Path(tmp) / "text", a, "de", "en", "iwslt14", "translation")
 
 
 if __name__ == "__main__":

@@ -565,6 +565,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_corpus_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
+    """The options that the corpus scripts (prepare_iwslt14/wmt14/gigaword.py) pass on to :func:`main`."""
+    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
+    p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
+    p.add_argument("--out-dir", default=default_out, help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
+
+
+def prepare_extracted(text_dir: Path, a, src: str, tgt: str, name: str, template: str) -> int:
+    """:func:`main` on ``text_dir/{train,valid,test}.{src,tgt}`` with the options of
+    :func:`add_corpus_arguments`; the intermediate text is not kept."""
+    return main(["--raw-dir", str(text_dir), "--src", src, "--tgt", tgt, "--name", name,
+                 "--splits", "train=train", "valid=valid", "test=test", "--template", template,
+                 "--spm-model", a.spm_model, "--out-dir", a.out_dir, "--workers", str(a.workers),
+                 "--no-keep-intermediate", *(["--full-dict", a.full_dict] if a.full_dict else []),
+                 *(["--overwrite"] if a.overwrite else [])])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse flags, run :func:`prepare`, print the summary; PrepareError → message and exit 1."""
     argv = sys.argv[1:] if argv is None else argv

@@ -38,18 +38,15 @@ def main(argv=None) -> int:
     src.add_argument("--raw", type=Path, help="folder with the WMT14 archives (.tgz) or their unpacked files")
     src.add_argument("--download", action="store_true", help="fetch the archives (once, into --cache-dir)")
     p.add_argument("--cache-dir", type=Path, default=Path("data-raw/wmt14"), help="where --download keeps them")
-    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
-    p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
-    p.add_argument("--out-dir", default="data/wmt14.en-de.prompted.xlm-r-dict.bin", help="output folder")
-    p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")
-    p.add_argument("--overwrite", action="store_true", help="replace an output folder this script wrote before")
+    prepare_translation.add_corpus_arguments(p, "data/wmt14.en-de.prompted.xlm-r-dict.bin")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     raw = a.cache_dir if a.download else a.raw
     try:
         if a.download:
             for name, url in URLS.items():
-                prepare_translation.fetch(url, raw / name, f"copy the archives into a folder and pass --raw DIR ({name})")
+                prepare_translation.fetch(url, raw / name, f"copy the archives ({name}, ...) into a folder and "
+                                          "pass --raw DIR")
     except prepare_translation.PrepareError as e:
         raise SystemExit(f"error: {e}") from None
     if not raw.is_dir():
@@ -62,12 +59,7 @@ def main(argv=None) -> int:
         except wmt14.WmtError as e:
             raise SystemExit(f"error: {e}") from None
         logger.info("WMT14 en-de raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-        args = ["--raw-dir", str(Path(tmp) / "text"), "--src", "en", "--tgt", "de", "--name", "wmt14",
-                "--splits", "train=train", "valid=valid", "test=test", "--template", "translation",
-                "--spm-model", a.spm_model, "--out-dir", a.out_dir, "--workers", str(a.workers),
-                "--no-keep-intermediate", *(["--full-dict", a.full_dict] if a.full_dict else []),
-                *(["--overwrite"] if a.overwrite else [])]
-        return prepare_translation.main(args)
+        return prepare_translation.prepare_extracted(Path(tmp) / "text", a, "en", "de", "wmt14", "translation")
 
 
 if __name__ == "__main__":

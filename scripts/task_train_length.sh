@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's scripts/task_train_length.sh, same flags (--flag=value): see `bash scripts/task_train_length.sh --help`.
+# The paper's scripts/task_train_length.sh, same flags (--flag=value); see --help.
 # Prints the fairseq command it runs (scripts/paper_script.py, fairseq_dlm/recipes/).
 set -euo pipefail
 HERE="$(dirname "$0")"

@@ -169,7 +169,8 @@ def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: s
             dictionary.parent.mkdir(parents=True, exist_ok=True)
             dictionary.write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
                                   encoding="utf-8")
-            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({sp.get_piece_size() - 3} pieces of {spm.name}) "
+            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({sp.get_piece_size() - 3} pieces of "
+                         f"{spm.name}) "
                          f"to {dictionary}")
     notes.append(f"tokenizer: {spm} and {dictionary} (--data_path holds only shards)")
     return ["--spm-model", str(spm), "--dict", str(dictionary)]
