@@ -242,6 +242,55 @@ def test_instruction_commands_of_the_paper_run_as_written(workdir):
     assert report["n"] == 4 and report["settings"]["canvas"] == "predicted"
 
 
+# The README's remaining commands, verbatim (sizes included) plus --dry-run: each is parsed, corrected
+# and turned into its command without running it (the blocks above run the same scripts for real).
+README_DRY = {
+    "wmt14_train": ('bash scripts/task_train.sh --data_path=data/wmt14.en-de.prompted.xlm-r-dict.bin '
+                    '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache --output_dir=outputs/ckpts/wmt14.xxl '
+                    '--train_steps=100000 --eval_steps=10000 --mini_bsz=1024 --accum_step=16 '
+                    '--ds_config=scripts/ds_config_zero2.json --extra="--src_lang en --tgt_lang de --bleu_tokenize intl"'),
+    "wmt14_length": ('bash scripts/task_train_length.sh --data_path=data/wmt14.en-de.prompted.xlm-r-dict.bin '
+                     '--pretrained=facebook/xlm-roberta-xxl --cache_dir=cache --output_dir=outputs/ckpts/wmt14.xxl.length '
+                     '--train_steps=30000 --eval_steps=5000 --mini_bsz=4 --accum_step=8 '
+                     '--ds_config=scripts/ds_config_zero2.json --ckpt=outputs/ckpts/wmt14.xxl/checkpoint_last.pt '
+                     '--extra="--src_lang en --tgt_lang de --bleu_tokenize intl" '),
+    "wmt14_eval": ('bash scripts/eval_task.sh --data_path=data/wmt14.en-de.prompted.xlm-r-dict.bin '
+                   '--ckpt=outputs/ckpts/wmt14.xxl --metric=bleu --output_dir=outputs/ckpts/wmt14.xxl/out '
+                   '--extra="--src_lang en --tgt_lang de --oracle_length"'),
+    "tydiqa": ('bash scripts/eval_instruct.sh --data_paths="data/instruct/tydiqa/0-shot/validation/flan2022.jsonl '
+               'data/instruct/tydiqa/1-shot/validation/flan2022.jsonl" --ckpt=outputs/ckpts/flan_2022.xxl.length '
+               '--output_dir=outputs/ckpts/flan_2022.xxl.length/out --mini_bsz=8 --max_iter=10 --length_beam=3'),
+    "mgsm": ('bash scripts/eval_instruct.sh --data_paths="data/instruct/mgsm/0-shot/en.jsonl '
+             'data/instruct/mgsm/3-shot/en.jsonl" --ckpt=outputs/ckpts/flan_2022.xxl '
+             '--output_dir=outputs/ckpts/flan_2022.xxl/out --mini_bsz=8 --max_iter=50 --extra="--oracle_length"'),
+}
+
+
+def test_remaining_readme_commands_build_their_commands(tmp_path, tiny_pretrained):
+    d = tmp_path
+    (d / "scripts").symlink_to(SCRIPTS)
+    data = d / "data" / "wmt14.en-de.prompted.xlm-r-dict.bin"
+    data.mkdir(parents=True)
+    (data / "dict.en.txt").write_text("a 1\n")
+    (data / "train.en-de.en.idx").write_bytes(b"")
+    snap = d / "cache" / "models--facebook--xlm-roberta-xxl" / "snapshots" / "0123abc"
+    shutil.copytree(tiny_pretrained, snap)
+    for folder in ("wmt14.xxl", "flan_2022.xxl", "flan_2022.xxl.length"):
+        (d / "outputs" / "ckpts" / folder).mkdir(parents=True)
+        (d / "outputs" / "ckpts" / folder / "checkpoint_last.pt").write_bytes(b"")
+    built = {name: _command(bash(line + " --dry-run", d)) for name, line in README_DRY.items()}
+    train = built["wmt14_train"]
+    assert (_flag(train, "--source-lang"), _flag(train, "--target-lang")) == ("en", "de")
+    assert _flag(train, "--update-freq") == "16" and _flag(train, "--max-tokens") == "1024"
+    assert json.loads(_flag(train, "--eval-metric-options")) == {"tokenize": "intl"}
+    assert _flag(train, "--validate-interval-updates") == _flag(train, "--save-interval-updates") == "10000"
+    assert _flag(built["wmt14_length"], "--batch-size") == "4"
+    assert _flag(built["wmt14_eval"], "--path").endswith("wmt14.xxl/checkpoint_last.pt")
+    assert "--oracle-length" in built["wmt14_eval"]
+    assert _flag(built["tydiqa"], "--length-beam") == "3" and _flag(built["tydiqa"], "--max-iter") == "10"
+    assert built["mgsm"][built["mgsm"].index("--files") + 1].endswith("mgsm/0-shot/en.jsonl")
+
+
 # ------------------------------------------------------------------------------ flags and settings
 def test_flag_parsing():
     notes = []

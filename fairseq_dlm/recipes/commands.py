@@ -60,8 +60,8 @@ def close_path(value: str) -> Optional[Path]:
 
 def _checkpoint(value: str, notes: List[str]) -> str:
     if not Path(value).exists() and (fixed := close_path(value)) is not None:
-        notes.append(f"--ckpt={value} does not exist; using {fixed}, the one close match "
-                     "(the paper's README writes gigword for gigaword)")
+        notes.append(f"--ckpt={value} does not exist; using {fixed}, the one existing path it misspells "
+                     "(as the paper's README writes gigword-10k for gigaword-10k)")
         value = str(fixed)
     try:
         return resolve_checkpoint(value)
