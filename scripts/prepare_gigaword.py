@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
 import prepare_translation  # noqa: E402
 
+load_package_module("data.releases")  # first: data.gigaword imports it relatively
 gigaword = load_package_module("data.gigaword")
 logger = logging.getLogger("prepare_gigaword")
 

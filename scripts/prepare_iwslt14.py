@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
 import prepare_translation  # noqa: E402
 
+load_package_module("data.releases")  # first: data.iwslt14 imports it relatively
 iwslt14 = load_package_module("data.iwslt14")
 logger = logging.getLogger("prepare_iwslt14")
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"  # fairseq's prepare-iwslt14.sh mirror

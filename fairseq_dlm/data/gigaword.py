@@ -10,10 +10,11 @@ first ``valid_size`` validation pairs; the test set is whole.  Which 10K pairs t
 
 No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
 """
-import tarfile
 from itertools import islice
 from pathlib import Path
 from typing import Dict, Optional
+
+from .releases import find_release as _find_release
 
 FILES = {  # split → (source file, target file), relative to sumdata/
     "train": ("train/train.article.txt", "train/train.title.txt"),
@@ -28,17 +29,7 @@ class GigawordError(ValueError):
 
 def find_release(raw: Path, work: Path) -> Path:
     """The ``sumdata`` folder: ``raw``, its ``sumdata/`` child, or ``raw`` = ``summary.tar.gz`` unpacked."""
-    if raw.is_file():
-        try:
-            with tarfile.open(raw) as tar:
-                tar.extractall(work, filter="data")
-        except (tarfile.TarError, OSError) as e:
-            raise GigawordError(f"{raw}: not a readable tar archive ({e})") from None
-        raw = work
-    for folder in (raw, raw / "sumdata"):
-        if (folder / FILES["train"][0]).is_file():
-            return folder
-    raise GigawordError(f"{raw}: no {FILES['train'][0]} (in it or in sumdata/): not the preprocessed Gigaword release")
+    return _find_release(raw, work, FILES["train"][0], "sumdata", GigawordError)
 
 
 def extract(release: Path, out: Path, train_size: Optional[int] = 10000,

@@ -13,9 +13,10 @@ BPE, which SentencePiece replaces here):
 No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
 """
 import re
-import tarfile
 from pathlib import Path
 from typing import Dict, List, Tuple
+
+from .releases import find_release as _find_release
 
 LANGS = ("de", "en")
 DROP = ("<url>", "<talkid>", "<keywords>")
@@ -33,17 +34,7 @@ class IwsltError(ValueError):
 def find_release(raw: Path, work: Path) -> Path:
     """The ``de-en`` folder: ``raw`` itself, its ``de-en/`` child, or ``raw`` = ``de-en.tgz`` unpacked
     into ``work``."""
-    if raw.is_file():
-        try:
-            with tarfile.open(raw) as tar:
-                tar.extractall(work, filter="data")
-        except (tarfile.TarError, OSError) as e:
-            raise IwsltError(f"{raw}: not a readable .tgz archive ({e})") from None
-        raw = work
-    for folder in (raw, raw / "de-en"):
-        if (folder / "train.tags.de-en.de").is_file():
-            return folder
-    raise IwsltError(f"{raw}: no train.tags.de-en.de (in it or in de-en/): not the IWSLT14 de-en release")
+    return _find_release(raw, work, "train.tags.de-en.de", "de-en", IwsltError)
 
 
 def _train_lines(path: Path) -> List[str]:

@@ -11,10 +11,11 @@ training text (4.5M pairs) is never held in memory.
 No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
 """
 import re
-import tarfile
 from itertools import zip_longest
 from pathlib import Path
 from typing import Dict, Iterator, List
+
+from .releases import unpack as _unpack
 
 LANGS = ("en", "de")
 TRAIN_CORPORA = ("europarl-v7.de-en", "commoncrawl.de-en", "news-commentary-v9.de-en")
@@ -33,13 +34,7 @@ def unpack(raw: Path, work: Path) -> List[Path]:
     """The folders to search: ``raw`` and, for every ``*.tgz`` in it, where that archive was unpacked."""
     roots = [raw]
     for archive in sorted(raw.glob("*.tgz")):
-        dest = work / archive.name[: -len(".tgz")]
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
-        except (tarfile.TarError, OSError) as e:
-            raise WmtError(f"{archive}: not a readable .tgz archive ({e})") from None
-        roots.append(dest)
+        roots.append(_unpack(archive, work / archive.name[: -len(".tgz")], WmtError))
     return roots
 
 
