@@ -133,7 +133,8 @@ def translation_data(tmp_path_factory, spm_model) -> Path:
 REVERSE_TEMPLATE = "reverse : {src} ="
 REVERSE_TRAIN = ["--user-dir", USER_DIR, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_tiny",
                  "--optimizer", "torch_adamw", "--max-tokens", 4000, "--dropout", 0.0, "--attention-dropout", 0.0,
-                 "--cpu", "--seed", 1, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 50]
+                 "--cpu", "--seed", 1, "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 50,
+                 "--num-workers", 0]  # no DataLoader worker started per epoch: same batches, ~15 % faster here
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,13 @@ fairseq-preprocess --source-lang src --target-lang tgt --joined-dictionary --wor
   --destdir "$WORK/bin" > "$WORK/preprocess.log" 2>&1
 fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --arch xlmr_diffusion_tiny \
   --criterion diffusion_lm --optimizer torch_adamw --lr 3e-3 --lr-scheduler inverse_sqrt --warmup-updates 50 \
-  --max-tokens 4000 --max-update 500 --dropout 0 --attention-dropout 0 --cpu --seed 1 \
+  --max-tokens 4000 --max-update 500 --dropout 0 --attention-dropout 0 --cpu --seed 1 --num-workers 0 \
   --disable-validation --no-epoch-checkpoints --save-dir "$WORK/ckpt" \
   --log-format simple --log-interval 100 2>&1 | grep -E "train_inner|done training"
 fairseq-train "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --arch xlmr_diffusion_tiny \
   --length-head --freeze-backbone --criterion diffusion_length --finetune-from-model "$WORK/ckpt/checkpoint_last.pt" \
   --optimizer torch_adamw --lr 1e-3 --weight-decay 0.01 --max-tokens 4000 --max-update 300 --dropout 0 \
-  --attention-dropout 0 --cpu --seed 1 --no-epoch-checkpoints --save-dir "$WORK/ckpt_len" \
+  --attention-dropout 0 --cpu --seed 1 --num-workers 0 --no-epoch-checkpoints --save-dir "$WORK/ckpt_len" \
   --log-format simple 2>&1 | grep -E "valid on 'valid' subset" | tail -1
 fairseq-generate "$WORK/bin" --user-dir "$ROOT/fairseq_dlm" --task diffusion_lm --path "$WORK/ckpt/checkpoint_last.pt" \
   --gen-subset test --oracle-length --iter-decode-max-iter 10 --batch-size 64 --cpu --scoring sacrebleu \
