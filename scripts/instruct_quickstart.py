@@ -123,18 +123,20 @@ def main():
         run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--save-dir", untrained], log=work / "untrained.log")
 
+    def evaluated(ckpt: Path, rel: str, steps: int, limit, canvas: list, name: str) -> dict:
+        """The report of eval_instruct.py on one benchmark (run unless ``WORK/eval/{name}`` holds it)."""
+        out = work / "eval" / name
+        if not out.exists():
+            run([sys.executable, ROOT / "scripts" / "eval_instruct.py", "--ckpt", ckpt / "checkpoint_last.pt",
+                 "--files", EVAL / rel, "--data-dir", mix, "--dict", dictionary, "--max-iter", steps, *canvas,
+                 *(["--limit", limit] if limit else []), "--batch-size", 16, "--output-dir", out, "--cpu",
+                 "--no-progress"], log=work / f"eval_{name.replace('/', '_')}.log")
+        return json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+
     results = {}
     for model, ckpt in (("trained", stage1), ("untrained", untrained)):
         for label, rel, steps, rows in BENCHMARKS:
-            limit = a.limit or rows
-            out = work / "eval" / model / label.split()[0]
-            if not out.exists():
-                run([sys.executable, ROOT / "scripts" / "eval_instruct.py", "--ckpt", ckpt / "checkpoint_last.pt",
-                     "--files", EVAL / rel, "--data-dir", mix, "--dict", dictionary, "--max-iter", steps,
-                     "--oracle-length", *(["--limit", limit] if limit else []), "--batch-size", 16,
-                     "--output-dir", out, "--cpu", "--no-progress"],
-                    log=work / f"eval_{model}_{label.split()[0]}.log")
-            report = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+            report = evaluated(ckpt, rel, steps, a.limit or rows, ["--oracle-length"], f"{model}/{label.split()[0]}")
             results.setdefault(label, {})[model] = report["score"]["value"]
             results[label].update(rows=len(report["predictions"]), **baselines(report))
             if report["benchmark"] == "tydiqa":
@@ -144,13 +146,7 @@ def main():
     # The length head of step 4 on IWSLT14 (the other benchmarks are scored with the oracle length, as
     # in the paper's tables): the canvas is the head's best LB = 3 lengths, then the best candidate.
     _, rel, steps, rows = BENCHMARKS[0]
-    out = work / "eval" / "length_head" / "IWSLT14"
-    if not out.exists():
-        run([sys.executable, ROOT / "scripts" / "eval_instruct.py", "--ckpt", stage2 / "checkpoint_last.pt",
-             "--files", EVAL / rel, "--data-dir", mix, "--dict", dictionary, "--max-iter", steps, "--length-beam", 3,
-             "--limit", a.limit or rows, "--batch-size", 16, "--output-dir", out, "--cpu", "--no-progress"],
-            log=work / "eval_length_head_IWSLT14.log")
-    report = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
+    report = evaluated(stage2, rel, steps, a.limit or rows, ["--length-beam", 3], "length_head/IWSLT14")
     results["IWSLT14 BLEU, length head LB=3"] = {"trained": report["score"]["value"],
                                                  "rows": len(report["predictions"])}
     minutes = (time.time() - start) / 60

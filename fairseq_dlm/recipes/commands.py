@@ -33,6 +33,37 @@ def _device(cuda: bool, notes: List[str]) -> List[str]:
     return ["--cpu"]
 
 
+def _steps(values, batch_flag: str) -> List[str]:
+    """``--mini_bsz``, ``--accum_step``, ``--train_steps`` as ``batch_flag``, ``--update-freq``, ``--max-update``."""
+    return [batch_flag, str(positive_int(values, "mini_bsz")), "--update-freq", str(positive_int(values, "accum_step")),
+            "--max-update", str(positive_int(values, "train_steps"))]
+
+
+def _every(values) -> List[str]:
+    """Validate and save every ``--eval_steps`` updates."""
+    steps = str(positive_int(values, "eval_steps"))
+    return ["--validate-interval-updates", steps, "--save-interval-updates", steps]
+
+
+# instruction stages: no validation, a checkpoint every 1000 updates, the last 5 kept (SPEC §8)
+INSTRUCT_SAVING = ["--disable-validation", "--save-interval-updates", "1000", "--keep-interval-updates", "5"]
+
+
+def _backbone(pretrained: Optional[str]) -> List[str]:
+    """``--arch`` from the backbone's config and ``--pretrained``; without a backbone (a stage that
+    restores it from ``--ckpt``) the base preset, whose sizes the checkpoint overrides."""
+    if not pretrained:
+        return ["--arch", "xlmr_diffusion_base"]
+    return ["--arch", arch_for(pretrained), "--pretrained", pretrained]
+
+
+def _run_end(values, extra: dict, cuda: bool, notes: List[str]) -> List[str]:
+    """The end of every training command: ``--save-dir``, the ``--ds_config`` options, the device and the
+    rest of ``--extra``."""
+    return ["--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
+            *_device(cuda, notes), *extra["rest"]]
+
+
 def _pair(values: Dict[str, Optional[str]], extra: dict, notes: List[str]) -> List[str]:
     src, tgt = fix_direction(values["data_path"], extra["src"], extra["tgt"], notes)
     return ["--source-lang", src, "--target-lang", tgt]
@@ -76,24 +107,17 @@ def task_train(values, cuda: bool, notes: List[str]) -> List[str]:
     if not values["pretrained"]:
         raise FlagError("task_train.sh: missing --pretrained (a local HF directory or an HF model id in --cache_dir)")
     pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"])
-    steps = positive_int(values, "eval_steps")
     metric = VALID_METRIC[values["metric"]]
     options = {"tokenize": extra["bleu_tokenize"]} if extra["bleu_tokenize"] and metric == "bleu" else {}
     if extra["oracle_length"]:
         notes.append("--oracle_length is an evaluation flag: validation already decodes with the oracle length")
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
-            *_pair(values, extra, notes), "--arch", arch_for(pretrained), "--pretrained", pretrained,
-            "--criterion", "diffusion_lm", *recipe(TASK_LR),
-            "--max-tokens", str(positive_int(values, "mini_bsz")),
-            "--update-freq", str(positive_int(values, "accum_step")),
-            "--max-update", str(positive_int(values, "train_steps")),
-            "--validate-interval-updates", str(steps), "--save-interval-updates", str(steps),
-            "--eval-metric", metric, "--eval-metric-options", json.dumps(options),
-            "--eval-args", json.dumps({"iter_decode_max_iter": 10, "oracle_length": True}),
+            *_pair(values, extra, notes), *_backbone(pretrained), "--criterion", "diffusion_lm", *recipe(TASK_LR),
+            *_steps(values, "--max-tokens"), *_every(values),
+            "--eval-metric", metric, "--eval-metric-options", json.dumps(options), "--eval-args", json.dumps({"iter_decode_max_iter": 10, "oracle_length": True}),
             "--eval-post-process", "sentencepiece",
             "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric",
-            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
-            *_device(cuda, notes), *extra["rest"]]
+            *_run_end(values, extra, cuda, notes)]
 
 
 def task_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
@@ -101,22 +125,14 @@ def task_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
     checkpoint follows the validation length loss."""
     extra = split_extra(values["extra"])
     ckpt = _checkpoint(values["ckpt"], notes)
-    pretrained = []
-    if values["pretrained"]:
-        pretrained = ["--pretrained", resolve_pretrained(values["pretrained"], values["cache_dir"])]
+    pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"]) if values["pretrained"] else None
     notes.append(f"--metric={values['metric']}: the length stage keeps the checkpoint with the lowest validation "
                  "length loss; the metric is eval_task.sh's")
-    steps = positive_int(values, "eval_steps")
-    arch = arch_for(pretrained[1]) if pretrained else "xlmr_diffusion_base"
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
-            *_pair(values, extra, notes), "--arch", arch, *pretrained,
+            *_pair(values, extra, notes), *_backbone(pretrained),
             "--length-head", "--freeze-backbone", "--criterion", "diffusion_length", "--finetune-from-model", ckpt,
-            *recipe(TASK_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
-            "--update-freq", str(positive_int(values, "accum_step")),
-            "--max-update", str(positive_int(values, "train_steps")),
-            "--validate-interval-updates", str(steps), "--save-interval-updates", str(steps),
-            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
-            *_device(cuda, notes), *extra["rest"]]
+            *recipe(TASK_LR), *_steps(values, "--batch-size"), *_every(values),
+            *_run_end(values, extra, cuda, notes)]
 
 
 def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
@@ -170,8 +186,7 @@ def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: s
             dictionary.write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
                                   encoding="utf-8")
             notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({sp.get_piece_size() - 3} pieces of "
-                         f"{spm.name}) "
-                         f"to {dictionary}")
+                         f"{spm.name}) to {dictionary}")
     notes.append(f"tokenizer: {spm} and {dictionary} (--data_path holds only shards)")
     return ["--spm-model", str(spm), "--dict", str(dictionary)]
 
@@ -185,13 +200,8 @@ def instruction_tuning(values, cuda: bool, notes: List[str]) -> List[str]:
     pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"])
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_instruct",
             *instruct_vocabulary(values["data_path"], pretrained, values["output_dir"], notes),
-            "--arch", arch_for(pretrained), "--pretrained", pretrained, "--criterion", "diffusion_lm",
-            *recipe(INSTRUCT_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
-            "--update-freq", str(positive_int(values, "accum_step")),
-            "--max-update", str(positive_int(values, "train_steps")), "--disable-validation",
-            "--save-interval-updates", "1000", "--keep-interval-updates", "5",
-            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
-            *_device(cuda, notes), *extra["rest"]]
+            *_backbone(pretrained), "--criterion", "diffusion_lm", *recipe(INSTRUCT_LR),
+            *_steps(values, "--batch-size"), *INSTRUCT_SAVING, *_run_end(values, extra, cuda, notes)]
 
 
 def instruction_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
@@ -201,15 +211,10 @@ def instruction_train_length(values, cuda: bool, notes: List[str]) -> List[str]:
     pretrained = resolve_pretrained(values["pretrained"], values["cache_dir"]) if values["pretrained"] else None
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_instruct",
             *instruct_vocabulary(values["data_path"], pretrained, values["output_dir"], notes),
-            "--arch", arch_for(pretrained) if pretrained else "xlmr_diffusion_base",
-            *(["--pretrained", pretrained] if pretrained else []),
+            *_backbone(pretrained),
             "--length-head", "--freeze-backbone", "--criterion", "diffusion_length", "--finetune-from-model", ckpt,
-            *recipe(INSTRUCT_LR), "--batch-size", str(positive_int(values, "mini_bsz")),
-            "--update-freq", str(positive_int(values, "accum_step")),
-            "--max-update", str(positive_int(values, "train_steps")), "--disable-validation",
-            "--save-interval-updates", "1000", "--keep-interval-updates", "5",
-            "--save-dir", values["output_dir"], *ds_config_flags(values["ds_config"], cuda, notes),
-            *_device(cuda, notes), *extra["rest"]]
+            *recipe(INSTRUCT_LR), *_steps(values, "--batch-size"), *INSTRUCT_SAVING,
+            *_run_end(values, extra, cuda, notes)]
 
 
 def _eval_file(path: str, notes: List[str]) -> str:
