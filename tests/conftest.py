@@ -31,12 +31,12 @@ LEXICON.update({"die": "the", "das": "the"})
 PROMPT = "Translate the German sentence to English. German: {src} English:"
 
 
-def cli(tool: str, *args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``fairseq-<tool>`` of this environment; on failure show the end of its output."""
+def cli(tool: str, *args, check: bool = True, timeout: int = 600, input: str = None) -> subprocess.CompletedProcess:
+    """Run ``fairseq-<tool>`` of this environment (``input``: its stdin); on failure show the end of its output."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
     proc = subprocess.run(
         [str(BIN / f"fairseq-{tool}"), *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True, text=True, env=env, timeout=timeout, input=input,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"fairseq-{tool} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -354,7 +354,7 @@ def test_pretrained_extra_and_data_folder(tmp_path, translation_data):
 
 
 def test_checkpoint_choice(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint_best.pt, checkpoint_E_U.pt or checkpoint_last.pt"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint_best.pt, checkpoint_E_U.pt, checkpoint_last.pt or checkpoint.pt"):
         choice.resolve_checkpoint(str(tmp_path))
     for name in ("checkpoint_last.pt", "checkpoint_3_5000.pt", "checkpoint_9_30000.pt"):
         (tmp_path / name).write_bytes(b"")

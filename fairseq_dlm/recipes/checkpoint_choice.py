@@ -7,7 +7,8 @@ _NUMBERED = re.compile(r"checkpoint_\d+_(\d+)\.pt")
 
 def resolve_checkpoint(path: str) -> str:
     """A checkpoint file, or a folder → ``checkpoint_best.pt`` (the best by the validation metric),
-    else the highest update (``checkpoint_E_U.pt``, compared as numbers), else ``checkpoint_last.pt``."""
+    else the highest update (``checkpoint_E_U.pt``, compared as numbers), else ``checkpoint_last.pt``, else
+    ``checkpoint.pt`` (what ``scripts/convert_checkpoint.py`` writes)."""
     p = Path(path)
     if p.is_file():
         return str(p)
@@ -19,5 +20,8 @@ def resolve_checkpoint(path: str) -> str:
             return str(max(numbered)[1])
         if (p / "checkpoint_last.pt").is_file():
             return str(p / "checkpoint_last.pt")
-        raise FileNotFoundError(f"{path}: no checkpoint_best.pt, checkpoint_E_U.pt or checkpoint_last.pt in it")
+        if (p / "checkpoint.pt").is_file():
+            return str(p / "checkpoint.pt")
+        raise FileNotFoundError(f"{path}: no checkpoint_best.pt, checkpoint_E_U.pt, checkpoint_last.pt or "
+                                "checkpoint.pt in it")
     raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -1,0 +1,295 @@
+"""The paper's released checkpoints (SPEC §9.4) → plugin checkpoints.
+
+An official model folder is an HF-Trainer output of ``DiscreteDiffusionXLMRModel``::
+
+    flan_v2.xxl.length/
+      args.json                 {"model": {"pretrained": "facebook/xlm-roberta-xxl", ...}, "train": ..., ...}
+      checkpoint-<step>/        pytorch_model.bin | model.safetensors (| a DeepSpeed ZeRO checkpoint)
+
+Its state dict holds the HF masked LM under ``model.`` (``model.roberta.*``, ``model.lm_head.*``;
+an empty ``model.lm_head.decoder.weight`` means tied to the word embeddings) and the length
+predictor as ``length_trm.layers.0.*`` (one ``nn.TransformerEncoderLayer(H, heads, FFN,
+batch_first=True)``) and ``length_predictor.{0,2}.*`` (``Linear(H, FFN) → Tanh → Linear(FFN,
+max_positions)``).  Key mapping to this plugin::
+
+    model.X                   → hf.X
+    length_trm.layers.0.X     → length_head.layer.X
+    length_predictor.{0,2}.X  → length_head.mlp.{0,2}.X
+
+Both modules compute the same function (the length head of ``models/length_head.py`` is the same
+layer, masked mean and MLP), so the converted model gives the official logits.  The backbone's
+config comes from the tensor sizes (one of the four XLM-R presets; the ``pretrained`` name of
+``args.json`` must agree), or from a local HF ``config.json`` (``--config``, or ``pretrained`` when it
+is a local folder) for other sizes; no hub access.  The vocabulary is the full XLM-R one: the
+dictionary is written from the release's SentencePiece model (dictionary index = HF token id).
+"""
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .outputs import OutputPathError, check_out_dir, staged_dir
+from .plugin_checkpoint import (PRESET_ARCHS, backbone_state, check_state_dict, full_dictionary_lines,
+                                training_cfg, write_checkpoint)
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+OUTPUT_FILES = (CHECKPOINT, "dict.txt", "sentencepiece.bpe.model", "args.json", "conversion.json")
+_STEP = re.compile(r"checkpoint-(\d+)")
+# (model_type, hidden, layers, ffn) → (preset name, attention heads)
+PRESETS = {
+    ("xlm-roberta", 768, 12, 3072): ("xlm-roberta-base", 12),
+    ("xlm-roberta", 1024, 24, 4096): ("xlm-roberta-large", 16),
+    ("xlm-roberta-xl", 2560, 36, 10240): ("xlm-roberta-xl", 32),
+    ("xlm-roberta-xl", 4096, 48, 16384): ("xlm-roberta-xxl", 32),
+}
+_DROPPED = ("model.roberta.embeddings.position_ids", "model.roberta.embeddings.token_type_ids", "fake_layer")
+
+
+class OfficialCheckpointError(ValueError):
+    """An official model folder that cannot be converted; the message names the path and the fix."""
+
+
+# ------------------------------------------------------------------------------ locating
+def find_release(path: str, step: Optional[int] = None) -> Tuple[Path, Path, int]:
+    """``(args.json, checkpoint-<step> folder, step)``: the highest step (compared as a number) unless ``step``.
+
+    ``path`` is the folder with ``args.json``, or one of its ``checkpoint-<step>`` folders."""
+    p = Path(path)
+    if not p.exists():
+        raise OfficialCheckpointError(f"{path} does not exist; pass the unpacked official model folder "
+                                      "(args.json and checkpoint-<step>/), e.g. flan_v2.base.length")
+    if _STEP.fullmatch(p.name) and (p.parent / "args.json").is_file():
+        return p.parent / "args.json", p, int(_STEP.fullmatch(p.name).group(1))
+    if not p.is_dir() or not (p / "args.json").is_file():
+        raise OfficialCheckpointError(
+            f"{path} has no args.json: it is not an official (HF-Trainer) model folder. Pass the folder that "
+            "holds args.json and checkpoint-<step>/ (scripts/download_ckpts.sh unpacks them as flan_v2.<size>.length)")
+    steps = {int(m.group(1)): d for d in p.iterdir() if d.is_dir() and (m := _STEP.fullmatch(d.name))}
+    if not steps:
+        raise OfficialCheckpointError(f"{path} has args.json but no checkpoint-<step>/ folder: the download or "
+                                      "unpacking is incomplete")
+    if step is not None:
+        if step not in steps:
+            raise OfficialCheckpointError(f"{path} has no checkpoint-{step}/ (it has steps {sorted(steps)})")
+        return p / "args.json", steps[step], step
+    best = max(steps)
+    return p / "args.json", steps[best], best
+
+
+def read_weights(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
+    """The state dict of a ``checkpoint-<step>`` folder (``pytorch_model.bin`` or ``model.safetensors``,
+    sharded or not); a ZeRO-only or LoRA checkpoint is refused with the command that fixes it."""
+    files = {f.name for f in ckpt_dir.iterdir()}
+    if "adapter_model.bin" in files or "adapter_model.safetensors" in files:
+        raise OfficialCheckpointError(f"{ckpt_dir} holds a LoRA adapter, not full weights; merge it into the base "
+                                      "model with peft (merge_and_unload) and save pytorch_model.bin first")
+    if "model.safetensors" in files:
+        from safetensors.torch import load_file
+
+        return load_file(str(ckpt_dir / "model.safetensors"))
+    if "pytorch_model.bin" in files:
+        return torch.load(ckpt_dir / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if index in files:
+            shards = sorted(set(json.loads((ckpt_dir / index).read_text())["weight_map"].values()))
+            state = {}
+            for shard in shards:
+                state.update(read_weights_file(ckpt_dir / shard))
+            return state
+    if "latest" in files or any(f.startswith("global_step") for f in files):
+        raise OfficialCheckpointError(
+            f"{ckpt_dir} holds only a DeepSpeed ZeRO checkpoint; gather it into one file first (needs deepspeed): "
+            f"python {ckpt_dir}/zero_to_fp32.py {ckpt_dir} {ckpt_dir}/pytorch_model.bin")
+    raise OfficialCheckpointError(f"{ckpt_dir} has no pytorch_model.bin, model.safetensors or ZeRO checkpoint")
+
+
+def read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+# ------------------------------------------------------------------------------ config
+def _layers(state: Dict[str, torch.Tensor]) -> int:
+    found = {int(m.group(1)) for k in state if (m := re.match(r"model\.roberta\.encoder\.layer\.(\d+)\.", k))}
+    return max(found) + 1 if found else 0
+
+
+def infer_config(state: Dict[str, torch.Tensor], args_model: dict, config_dir: Optional[str], source: str) -> dict:
+    """The HF config (dict) of the backbone: sizes from the tensors, heads from the preset or ``config_dir``."""
+    try:
+        embed = state["model.roberta.embeddings.word_embeddings.weight"]
+        positions = state["model.roberta.embeddings.position_embeddings.weight"]
+        ffn = state["model.roberta.encoder.layer.0.intermediate.dense.weight"].shape[0]
+    except KeyError as e:
+        raise OfficialCheckpointError(f"{source} has no {e.args[0]}: not an XLM-R diffusion checkpoint of the "
+                                      "official code (expected model.roberta.*, model.lm_head.*)") from None
+    xl = "model.roberta.encoder.LayerNorm.weight" in state
+    model_type = "xlm-roberta-xl" if xl else "xlm-roberta"
+    vocab, hidden = embed.shape
+    layers = _layers(state)
+    type_rows = state.get("model.roberta.embeddings.token_type_embeddings.weight")
+    sizes = dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=ffn,
+                 max_position_embeddings=positions.shape[0], type_vocab_size=1 if type_rows is None else type_rows.shape[0])
+    named = (args_model.get("pretrained") or args_model.get("config") or "").rstrip("/")
+    if config_dir:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(config_dir).to_dict()
+        diff = [f"{k} {config.get(k)} vs {v}" for k, v in dict(sizes, model_type=model_type).items()
+                if config.get(k) != v]
+        if diff:
+            raise OfficialCheckpointError(f"{config_dir}/config.json does not describe the weights of {source} ("
+                                          + "; ".join(diff) + "; config vs weights)")
+    else:
+        preset = PRESETS.get((model_type, hidden, layers, ffn))
+        if preset is None:
+            known = ", ".join(f"{n} ({t}, {h}×{l}, FFN {f})" for (t, h, l, f), (n, _) in PRESETS.items())
+            raise OfficialCheckpointError(
+                f"the weights of {source} ({model_type}, {layers} layers × {hidden}, FFN {ffn}) match no XLM-R preset "
+                f"({known}); pass --config DIR, a local HF folder whose config.json describes this backbone")
+        name, heads = preset
+        base = os.path.basename(named)
+        if base in PRESET_ARCHS and base != name:
+            raise OfficialCheckpointError(f"args.json of {source} names {named!r} but the weights have the sizes of "
+                                          f"{name}: the folder mixes two models")
+        from transformers import XLMRobertaConfig, XLMRobertaXLConfig
+
+        cls = XLMRobertaXLConfig if xl else XLMRobertaConfig
+        config = cls(num_attention_heads=heads, pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5,
+                     **sizes).to_dict()
+        config["_name_or_path"] = named or name
+    config["vocab_size"] = vocab
+    return config
+
+
+def rename(state: Dict[str, torch.Tensor], source: str) -> Tuple[Dict[str, torch.Tensor], bool, bool]:
+    """``(plugin state dict, tied, has_length_head)`` from the official keys (see the module docstring)."""
+    out, unknown = {}, []
+    for key, value in state.items():
+        if key in _DROPPED:
+            continue
+        if key.startswith("model."):
+            out["hf." + key[len("model."):]] = value
+        elif key.startswith("length_trm.layers.0."):
+            out["length_head.layer." + key[len("length_trm.layers.0."):]] = value
+        elif key.startswith("length_predictor."):
+            out["length_head.mlp." + key[len("length_predictor."):]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise OfficialCheckpointError(f"{source} has tensors the official XLM-R model does not have "
+                                      f"({', '.join(unknown[:4])}): not a checkpoint of DiscreteDiffusionXLMRModel "
+                                      "(LLaMA and LoRA checkpoints are not supported)")
+    embed = out["hf.roberta.embeddings.word_embeddings.weight"]
+    decoder = out.get("hf.lm_head.decoder.weight")
+    tied = decoder is None or decoder.numel() == 0 or torch.equal(decoder, embed)
+    out["hf.lm_head.decoder.weight"] = embed if tied else decoder
+    # HF keeps lm_head.bias and lm_head.decoder.bias as one parameter: either may be missing
+    bias = out.get("hf.lm_head.bias", out.get("hf.lm_head.decoder.bias"))
+    if bias is not None:
+        out["hf.lm_head.bias"] = out["hf.lm_head.decoder.bias"] = bias
+    return out, tied, any(k.startswith("length_head.") for k in out)
+
+
+# ------------------------------------------------------------------------------ tokenizer
+def find_tokenizer(tokenizer: Optional[str], ckpt_dir: Path, top: Path, named: str,
+                   cache_dir: Optional[str]) -> Path:
+    """The release's ``sentencepiece.bpe.model``: ``--tokenizer``, the checkpoint folder, the model folder,
+    ``pretrained`` as a local folder, or ``pretrained`` in the HF cache ``--cache-dir``."""
+    looked = []
+    candidates = []
+    if tokenizer:
+        t = Path(tokenizer)
+        candidates.append(t if t.is_file() else t / "sentencepiece.bpe.model")
+    candidates += [ckpt_dir / "sentencepiece.bpe.model", top / "sentencepiece.bpe.model"]
+    if named and Path(named).is_dir():
+        candidates.append(Path(named) / "sentencepiece.bpe.model")
+    for c in candidates:
+        looked.append(str(c))
+        if c.is_file():
+            return c
+    if named and not tokenizer:
+        from ..recipes.settings import resolve_pretrained
+        from ..recipes.flags import FlagError
+
+        try:
+            found = Path(resolve_pretrained(named, cache_dir)) / "sentencepiece.bpe.model"
+            looked.append(str(found))
+            if found.is_file():
+                return found
+        except FlagError:
+            looked.append(f"{named} in the HF cache {cache_dir or 'cache'}")
+    raise OfficialCheckpointError(
+        "no sentencepiece.bpe.model for the converted model's dictionary (looked at: " + ", ".join(looked)
+        + f"); pass --tokenizer DIR, a local copy of {named or 'xlm-roberta'} (its sentencepiece.bpe.model), or "
+        "--cache-dir with that model in the HF cache layout")
+
+
+# ------------------------------------------------------------------------------ conversion
+def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None, config: Optional[str] = None,
+                     cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False) -> dict:
+    """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt``,
+    ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report."""
+    if os.path.exists(out_dir) and not overwrite:
+        raise OutputPathError(f"{out_dir} already exists; pass --overwrite to replace the conversion there, or "
+                              "another --out")
+    args_path, ckpt_dir, found_step = find_release(src, step)
+    check_out_dir(out_dir, [str(args_path.parent)])
+    try:
+        args = json.loads(args_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise OfficialCheckpointError(f"{args_path} is not valid JSON ({e}); re-download the model") from None
+    args_model = args.get("model") or {}
+    if args_model.get("attention_strategy", "full") != "full" or args_model.get("prefix_lm"):
+        raise OfficialCheckpointError(f"{args_path}: attention_strategy "
+                                      f"{args_model.get('attention_strategy', 'prefix_lm')!r} is not supported yet "
+                                      "(only full attention; the released models use it)")
+    named = (args_model.get("pretrained") or args_model.get("config") or "").rstrip("/")
+    config_dir = config or (named if named and Path(named, "config.json").is_file() else None)
+    source = str(ckpt_dir)
+    state, tied, has_length = rename(read_weights(ckpt_dir), source)
+    hf_config = infer_config({"model." + k[3:]: v for k, v in state.items() if k.startswith("hf.")},
+                             args_model, config_dir, source)
+    hf_config["tie_word_embeddings"] = tied
+    spm = find_tokenizer(tokenizer, ckpt_dir, args_path.parent, named, cache_dir)
+    lines = full_dictionary_lines(str(spm))
+    symbols_count = 4 + len(lines) + 1  # fairseq's specials, the pieces, <mask>
+    if symbols_count != hf_config["vocab_size"]:
+        raise OfficialCheckpointError(
+            f"{spm} gives a dictionary of {symbols_count} symbols but the weights of {source} have "
+            f"{hf_config['vocab_size']} embedding rows: tokenizer and checkpoint do not belong together (a pruned "
+            "vocabulary? the released models use the full XLM-R one); pass the right --tokenizer")
+    arch = PRESET_ARCHS.get(os.path.basename(hf_config.get("_name_or_path", "")), "xlmr_diffusion_base")
+    if hf_config["model_type"] == "xlm-roberta-xl" and arch in ("xlmr_diffusion_base", "xlmr_diffusion_large"):
+        arch = "xlmr_diffusion_xl"
+    final = os.path.abspath(out_dir)
+    with staged_dir(out_dir, owned=OUTPUT_FILES) as stage:
+        Path(stage, "dict.txt").write_text("".join(lines), encoding="utf-8")
+        shutil.copy(spm, Path(stage, "sentencepiece.bpe.model"))
+        shutil.copy(args_path, Path(stage, "args.json"))
+        from ..tasks.base import load_dictionary
+
+        symbols = list(load_dictionary(os.path.join(stage, "dict.txt")).symbols)
+        cfg = training_cfg(final, "diffusion_instruct", arch, has_length, backbone_state(hf_config, symbols))
+        check_state_dict(cfg, state, source, stage)
+        report = {"source": os.path.abspath(src), "checkpoint": str(ckpt_dir.name), "step": found_step,
+                  "backbone": hf_config.get("_name_or_path"), "model_type": hf_config["model_type"],
+                  "layers": hf_config["num_hidden_layers"], "hidden": hf_config["hidden_size"],
+                  "vocabulary": hf_config["vocab_size"], "tied_lm_head": tied, "length_head": has_length,
+                  "arch": arch, "tokenizer": str(spm)}
+        write_checkpoint(os.path.join(stage, CHECKPOINT), cfg, state, found_step, report)
+        Path(stage, "conversion.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("converted %s (step %d, %s, %d × %d, %s LM head, %s length head) → %s/%s", src, found_step,
+                report["backbone"], report["layers"], report["hidden"], "tied" if tied else "untied",
+                "with" if has_length else "no", out_dir, CHECKPOINT)
+    return report

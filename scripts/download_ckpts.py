@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Download the paper's released Flan-XLM-R models and convert them into plugin checkpoints (SPEC §9.4).
+
+    bash scripts/download_ckpts.sh [--sizes base large xl xxl] [--out ckpts] [--cache-dir cache]
+
+For each size, from the HF model repo ``yegcjs/diffusion_llm``: the parts
+``flan_v2.{size}.length/flan_v2.{size}.length.tar.gz.part{i}`` (base 1, large 1, xl 3, xxl 6) are
+fetched in order and joined, the archive is unpacked into ``OUT/flan_v2.{size}.length/`` (the official
+folder: ``args.json`` + ``checkpoint-<step>/``) and converted into ``OUT/flan-xlmr-{size}/``
+(``checkpoint.pt``, ``dict.txt``, ``sentencepiece.bpe.model``), which ``eval_instruct.sh --ckpt``,
+``fairseq-generate --path`` and ``DiffusionLM.from_pretrained`` take.
+
+The official ``download_ckpts.sh`` has defects fixed here: the host is misspelled
+(``hugggingface.co``), every size is fetched from the *base* folder, the XL parts are joined in the
+order 0, 2, 1, the XXL archive is unpacked as ``...legnth.tar.gz`` and removed with ``rm rm``.
+Parts and archives already there are kept (an interrupted run resumes; a partial download is a
+``.part`` file until complete); ``--keep-archives`` keeps the joined archive after unpacking.
+
+The converter needs the backbone's ``sentencepiece.bpe.model``: from the release if it holds one,
+else ``--tokenizer DIR`` or ``facebook/xlm-roberta-{size}`` in the HF cache ``--cache-dir``.
+"""
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prepare_translation  # noqa: E402  (fetch)
+from light_import import load_package_module  # noqa: E402
+
+logger = logging.getLogger("download_ckpts")
+BASE_URL = "https://huggingface.co/yegcjs/diffusion_llm/resolve/main"
+PARTS = {"base": 1, "large": 1, "xl": 3, "xxl": 6}
+
+
+def download_archive(size: str, base_url: str, work: Path) -> Path:
+    """``work/flan_v2.{size}.length.tar.gz``: its parts fetched in order (0, 1, 2, ...) and joined."""
+    name = f"flan_v2.{size}.length"
+    archive = work / f"{name}.tar.gz"
+    if archive.is_file():
+        logger.info("%s: already there", archive)
+        return archive
+    hint = f"download {name}.tar.gz.part* elsewhere and copy them into {work}"
+    parts = [prepare_translation.fetch(f"{base_url}/{name}/{name}.tar.gz.part{i}", work / f"{name}.tar.gz.part{i}",
+                                       hint) for i in range(PARTS[size])]
+    tmp = archive.with_name(archive.name + ".part")
+    with open(tmp, "wb") as joined:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, joined, 1 << 20)
+    tmp.replace(archive)
+    for part in parts:
+        part.unlink()
+    logger.info("%s: joined from %d parts", archive, len(parts))
+    return archive
+
+
+def unpack_release(archive: Path, size: str, out: Path) -> Path:
+    """The official folder (the one with ``args.json``) unpacked from ``archive`` under ``out``."""
+    releases = load_package_module("data.releases")
+    folder = out / f"flan_v2.{size}.length"
+    if (folder / "args.json").is_file():
+        return folder
+    work = out / f".unpack-{size}"
+    releases.unpack(archive, work)
+    found = sorted(p.parent for p in work.rglob("args.json"))
+    if not found:
+        raise prepare_translation.PrepareError(f"{archive} holds no args.json: not an official model archive")
+    found[0].replace(folder)
+    shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", choices=list(PARTS), default=list(PARTS), help="which models (default: all four)")
+    p.add_argument("--out", type=Path, default=Path("ckpts"), help="folder for the downloads and conversions")
+    p.add_argument("--base-url", default=BASE_URL, help="the model repo (an http(s):// or file:// URL)")
+    p.add_argument("--tokenizer", default=None, help="folder with the backbone's sentencepiece.bpe.model")
+    p.add_argument("--cache-dir", "--cache_dir", default=None,
+                   help="HF cache with facebook/xlm-roberta-{size} (its tokenizer), as the training scripts' --cache_dir")
+    p.add_argument("--no-convert", action="store_true", help="download and unpack only")
+    p.add_argument("--keep-archives", action="store_true", help="keep the joined .tar.gz after unpacking")
+    a = p.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
+    a.out.mkdir(parents=True, exist_ok=True)
+    done = []
+    try:
+        for size in a.sizes:
+            release = a.out / f"flan_v2.{size}.length"
+            if not (release / "args.json").is_file():
+                archive = download_archive(size, a.base_url.rstrip("/"), a.out)
+                release = unpack_release(archive, size, a.out)
+                if not a.keep_archives:
+                    archive.unlink()
+            if a.no_convert:
+                done.append(str(release))
+                continue
+            from fairseq_dlm.convert.official import convert_official
+
+            target = a.out / f"flan-xlmr-{size}"
+            convert_official(str(release), str(target), tokenizer=a.tokenizer, cache_dir=a.cache_dir, overwrite=True)
+            done.append(str(target))
+    except (prepare_translation.PrepareError, FileNotFoundError, ValueError) as e:
+        print(f"download_ckpts: error: {e}", file=sys.stderr)
+        return 1
+    for path in done:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
