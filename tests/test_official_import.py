@@ -280,3 +280,16 @@ def test_download_ckpts_joins_parts_in_order_unpacks_and_converts(tmp_path, tiny
     (out / "flan_v2.xl.length" / "args.json").unlink()
     proc = run(tmp_path / "nowhere")
     assert proc.returncode == 1 and "could not download" in proc.stderr and "flan_v2.xl.length.tar.gz.part0" in proc.stderr
+
+
+def test_python_api_loads_the_converted_folder(release):
+    """``DiffusionLM.from_pretrained(OUT)`` reads the converted folder's dictionary and SentencePiece
+    model and decodes with the converted length head."""
+    from fairseq_dlm import DiffusionLM
+
+    _root, out, _ref, _proc = release
+    m = DiffusionLM.from_pretrained(str(out))
+    assert m.spm_model == str(out / "sentencepiece.bpe.model") and m.models[0].length_head is not None
+    outs = m.generate(["Translate: der hund", "Translate: die katze"], steps=2, length_beam=2, return_dict=True)
+    assert len(outs) == 2 and all(o["length"] >= 1 and isinstance(o["text"], str) for o in outs)
+    assert m.encode("der hund").tolist()[-1] == m.task.dictionary.eos()

@@ -1,0 +1,251 @@
+"""A Python API in fairseq's hub style: load a diffusion LM, hand it strings, get strings back.
+
+::
+
+    from fairseq_dlm import DiffusionLM
+
+    m = DiffusionLM.from_pretrained("ckpts/flan-xlmr-base")      # a folder, a .pt, or an exported HF dir
+    m.generate(["Translate the German sentence to English. German: Guten Morgen. English:"],
+               steps=10, length_beam=3)                           # → ["Good morning."]
+    m.generate(prompts, oracle_lengths=[5, 7])                    # canvases of given lengths (no length head)
+    out = m.generate(prompt, steps=8, retain_history=True)        # a dict: text, score, length, history
+    m.to("cuda").half()                                            # or .bfloat16(); nn.Module moves
+
+:class:`DiffusionLM` is a :class:`fairseq.hub_utils.GeneratorHubInterface` (``encode``, ``decode``,
+``translate``, ``sample``, ``models``, ``task``, ``cfg``): the model is loaded by fairseq's own
+``load_model_ensemble_and_task`` and decoded by the same :class:`~fairseq_dlm.generator.DiffusionGenerator`
+as ``fairseq-generate``, so one example gives the same output through both.  ``generate`` takes
+strings (the hub interface's ``generate`` takes token tensors; passing tensors keeps that contract).
+
+What ``from_pretrained`` accepts (see :func:`locate`):
+
+* a plugin checkpoint file, or a folder holding one (``checkpoint_best.pt``, the highest
+  ``checkpoint_E_U.pt``, ``checkpoint_last.pt``, ``checkpoint.pt``) — among them the folders written by
+  ``scripts/convert_checkpoint.py official`` / ``scripts/download_ckpts.sh``;
+* a HuggingFace directory written by ``scripts/export_hf.py`` (converted on the fly into a
+  temporary folder, kept while the object lives).
+
+The dictionary comes from ``data=``, else the checkpoint's folder (``dict.txt`` / ``dict.*.txt``),
+else the data folder the checkpoint was trained on; text is encoded with the SentencePiece model
+found the same way (``sentencepiece.bpe.model``), or split at whitespace when there is none (data
+that was encoded before binarizing).
+"""
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from fairseq import utils
+from fairseq.hub_utils import GeneratorHubInterface
+from omegaconf import open_dict
+
+logger = logging.getLogger(__name__)
+
+SPM = "sentencepiece.bpe.model"
+
+
+class PretrainedPathError(FileNotFoundError):
+    """A ``from_pretrained`` path that is none of the kinds it loads; the message says which are."""
+
+
+def _has_dictionary(folder: Path) -> bool:
+    return (folder / "dict.txt").is_file() or any(folder.glob("dict.*.txt"))
+
+
+def locate(path: str) -> str:
+    """``"checkpoint"``, ``"hf"`` or an error: what kind of model ``path`` is."""
+    p = Path(path)
+    if p.is_file():
+        return "checkpoint"
+    if not p.is_dir():
+        raise PretrainedPathError(f"{path} does not exist; pass a checkpoint file, a checkpoint folder or an "
+                                  "exported HuggingFace directory")
+    if (p / "diffusion_config.json").is_file() and (p / "config.json").is_file():
+        return "hf"
+    if any(p.glob("checkpoint*.pt")):
+        return "checkpoint"
+    if (p / "args.json").is_file():
+        raise PretrainedPathError(f"{path} is an official (paper) model folder; convert it first: python "
+                                  f"scripts/convert_checkpoint.py official {path} --out {p.name}-fairseq")
+    if (p / "config.json").is_file():
+        raise PretrainedPathError(f"{path} is a HuggingFace directory without diffusion_config.json: a plain masked "
+                                  "LM, not a diffusion model; train one (--pretrained DIR) or export a trained "
+                                  "checkpoint with scripts/export_hf.py")
+    raise PretrainedPathError(f"{path} holds no checkpoint*.pt, no exported model (config.json + "
+                              "diffusion_config.json) and no official model (args.json)")
+
+
+class DiffusionLM(GeneratorHubInterface):
+    """A loaded diffusion LM with its task, dictionary and tokenizer (see the module docstring)."""
+
+    def __init__(self, cfg, task, models, spm_model: Optional[str] = None, keep: Any = None):
+        if spm_model:
+            with open_dict(cfg):
+                cfg.bpe = {"_name": "sentencepiece", "sentencepiece_model": spm_model,
+                           "sentencepiece_enable_sampling": False, "sentencepiece_alpha": None}
+        super().__init__(cfg, task, models)
+        self.spm_model = spm_model
+        self._keep = keep  # a TemporaryDirectory holding a converted HF export
+        for m in self.models:
+            m.eval()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path: str, data: Optional[str] = None, spm_model: Optional[str] = None,
+                        **overrides) -> "DiffusionLM":
+        """Load ``path`` (a checkpoint file or folder, or an exported HF directory) on the CPU.
+
+        Args:
+            data: folder with the dictionary (and ``sentencepiece.bpe.model``) when neither the
+                checkpoint's folder nor its training data folder has them.
+            spm_model: SentencePiece model to encode text with (default: found next to the dictionary).
+            overrides: task/model config values for fairseq's ``arg_overrides``.
+        """
+        import fairseq_dlm  # noqa: F401  (registers the task and model)
+        from fairseq import checkpoint_utils
+
+        from .recipes.checkpoint_choice import resolve_checkpoint
+
+        keep = None
+        if locate(path) == "hf":
+            from .convert.from_hf import convert_hf_dir
+
+            keep = tempfile.TemporaryDirectory(prefix="diffusion-lm-")
+            convert_hf_dir(path, os.path.join(keep.name, "model"))
+            path = os.path.join(keep.name, "model")
+        ckpt = resolve_checkpoint(path)
+        data = data or _data_folder(ckpt)
+        arg_overrides = dict(overrides)
+        if data:
+            arg_overrides["data"] = data
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides=arg_overrides)
+        spm = spm_model or _spm_model(task, data, ckpt)
+        if spm is None:
+            logger.info("no %s next to %s: text is split at whitespace (pre-encoded data)", SPM, ckpt)
+        logger.info("loaded %s (%s, %d positions, %s length head)", ckpt, task.__class__.__name__,
+                    models[0].max_positions(), "with a" if getattr(models[0], "length_head", None) else "no")
+        return cls(cfg, task, models, spm, keep)
+
+    # ----------------------------------------------------------------- decoding
+    def generate(self, inputs, steps: int = 10, length_beam: int = 1, strategy: Optional[str] = None,
+                 oracle_lengths: Optional[Sequence[int]] = None, temperature: float = 0.0, batch_size: int = 16,
+                 retain_history: bool = False, return_dict: bool = False, seed: int = 1, verbose: bool = False,
+                 **options):
+        """Decode ``inputs`` (one prompt string or a list of them); strings come back in input order.
+
+        Args:
+            steps: denoising steps S (``--iter-decode-max-iter``).
+            length_beam: response lengths tried per prompt, from the length head (``--iter-decode-with-beam``).
+            strategy: ``--decoding-strategy`` (default: the checkpoint task's, e.g.
+                ``reparam-uncond-deterministic-cosine``), or ``threshold`` / ``cmlm``.
+            oracle_lengths: one response length per prompt (no length head needed).
+            temperature: 0 = argmax proposals; > 0 samples.
+            retain_history: also return each step's canvas (``<mask>`` where still masked); implies ``return_dict``.
+            return_dict: dicts ``{"text", "score", "length", "steps", "nfe"[, "history"]}`` instead of strings.
+            options: further fields of :class:`~fairseq_dlm.diffusion.options.DecodingOptions`, e.g.
+                ``suppress_special_tokens=True``, ``early_exit="none"``, ``mbr=4``.
+
+        Token tensors instead of strings follow fairseq's hub contract (hypothesis lists back).
+        """
+        single = isinstance(inputs, str)
+        items = [inputs] if single or torch.is_tensor(inputs) else list(inputs)
+        if items and torch.is_tensor(items[0]):  # GeneratorHubInterface.sample/translate path
+            return self._decode_tokens(items, steps, length_beam, strategy, None, temperature, batch_size,
+                                       retain_history, seed, options)
+        if oracle_lengths is not None and len(oracle_lengths) != len(items):
+            raise ValueError(f"oracle_lengths has {len(oracle_lengths)} entries for {len(items)} inputs")
+        tokens = [self.encode(text) for text in items]
+        hypos = self._decode_tokens(tokens, steps, length_beam, strategy, oracle_lengths, temperature, batch_size,
+                                    retain_history, seed, options)
+        results = [self._result(h[0], retain_history) for h in hypos]
+        if verbose:
+            for text, r in zip(items, results):
+                logger.info("S\t%s\nH\t%s\t%.3f", text, r["text"], r["score"])
+        if not (return_dict or retain_history):
+            results = [r["text"] for r in results]
+        return results[0] if single else results
+
+    def sample(self, sentences, beam: int = 1, verbose: bool = False, **kwargs):
+        """fairseq's ``sample``: strings in, strings out; ``beam`` is the length beam."""
+        return self.generate(sentences, length_beam=kwargs.pop("length_beam", beam), verbose=verbose, **kwargs)
+
+    def translate(self, sentences, beam: int = 1, verbose: bool = False, **kwargs):
+        return self.sample(sentences, beam, verbose, **kwargs)
+
+    def encode(self, sentence: str) -> torch.Tensor:
+        """``[n+1]`` ids: SentencePiece pieces (or whitespace tokens) of ``sentence``, then ``</s>``."""
+        ids = super().encode(sentence)
+        if ids.numel() - 1 + 3 > self.models[0].max_positions():
+            raise ValueError(f"the prompt has {ids.numel() - 1} tokens but the model has {self.models[0].max_positions()} "
+                             "positions and needs room for <s>, one response slot and </s>; shorten it")
+        return ids
+
+    # ---------------------------------------------------------------- internals
+    def generator(self, steps, length_beam, strategy, oracle, temperature, retain_history, seed, options):
+        """The task's :class:`~fairseq_dlm.generator.DiffusionGenerator` for these settings."""
+        from argparse import Namespace
+
+        args = Namespace(iter_decode_max_iter=steps, iter_decode_with_beam=length_beam, oracle_length=oracle,
+                         decoding_temperature=temperature, retain_iter_history=retain_history, seed=seed,
+                         decoding_strategy=strategy)
+        generator = self.task.build_generator(self.models, args)
+        if options:
+            from dataclasses import replace
+
+            generator = type(generator)(self.task.target_dictionary, replace(generator.options, **options))
+        return generator
+
+    def _decode_tokens(self, tokens: List[torch.Tensor], steps, length_beam, strategy, oracle_lengths, temperature,
+                       batch_size, retain_history, seed, options) -> List[List[dict]]:
+        from .data import PromptResponseDataset
+
+        d = self.task.target_dictionary
+        oracle = oracle_lengths is not None
+        if not oracle and getattr(self.models[0], "length_head", None) is None:
+            raise ValueError("this model has no length head: pass oracle_lengths=[...] (one response length per "
+                             "prompt), or train/convert a model with a length head")
+        generator = self.generator(steps, length_beam, strategy, oracle, temperature, retain_history, seed, options)
+        canvases = None
+        if oracle:  # the generator counts the non-special tokens of the target as the length
+            canvases = [torch.cat([torch.full((int(n),), d.unk()), torch.tensor([d.eos()])]) for n in oracle_lengths]
+        dataset = PromptResponseDataset(tokens, [t.numel() for t in tokens], d, canvases,
+                                        None if canvases is None else [t.numel() for t in canvases], shuffle=False)
+        order = dataset.ordered_indices().tolist()
+        hypos: Dict[int, List[dict]] = {}
+        for start in range(0, len(order), batch_size):
+            sample = dataset.collater([dataset[i] for i in order[start:start + batch_size]])
+            sample = utils.apply_to_sample(lambda t: t.to(self.device), sample)
+            with torch.no_grad():
+                out = generator.generate(self.models, sample)
+            for i, h in zip(sample["id"].tolist(), out):
+                hypos[i] = h
+        return [hypos[i] for i in range(len(tokens))]
+
+    def _result(self, hypo: dict, retain_history: bool) -> dict:
+        result = {"text": self.decode(hypo["tokens"]), "score": float(hypo["score"]), "length": hypo.get("canvas"),
+                  "steps": hypo.get("steps"), "nfe": hypo.get("nfe")}
+        if retain_history:
+            d = self.task.target_dictionary
+            result["history"] = [self._show(h["tokens"], d) for h in hypo.get("history", [])]
+        return result
+
+    def _show(self, tokens: torch.Tensor, d) -> str:
+        """A canvas as text, ``<mask>`` where a slot is still masked."""
+        text = d.string(tokens)
+        return self.bpe.decode(text) if self.bpe is not None else text
+
+
+def _data_folder(ckpt: str) -> Optional[str]:
+    """The checkpoint's own folder when it holds a dictionary, else None (the training data folder)."""
+    folder = Path(ckpt).parent
+    return str(folder) if _has_dictionary(folder) else None
+
+
+def _spm_model(task, data: Optional[str], ckpt: str) -> Optional[str]:
+    for folder in (data, getattr(task.cfg, "data", None), str(Path(ckpt).parent)):
+        if folder and os.path.isfile(os.path.join(folder, SPM)):
+            return os.path.join(folder, SPM)
+    configured = getattr(task.cfg, "spm_model", None)
+    return configured if configured and os.path.isfile(configured) else None
