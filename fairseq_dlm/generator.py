@@ -20,7 +20,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from .diffusion.blocks import BlockSchedule
 from .diffusion.cycles import CycleSkip
 from .diffusion.denoise import (
-    cmlm_step, finalize, gumbel_from_uniform, init_state, parse_strategy, reparam_step, threshold_step,
+    ar_step, cmlm_step, finalize, gumbel_from_uniform, init_state, parse_strategy, reparam_step, threshold_step,
 )
 from .diffusion.fixed_shapes import BUCKET, MICRO_BATCH, map_fixed_shapes
 from .diffusion.layout import build_canvas, prompt_tokens
@@ -43,7 +43,8 @@ class DiffusionGenerationConfig(FairseqDataclass):
         default=DEFAULTS.strategy,
         metadata={
             "help": "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear> (X = noise "
-            "scale, e.g. stochastic1.0), threshold (confidence-threshold parallel decoding) or cmlm"
+            "scale, e.g. stochastic1.0), threshold (confidence-threshold parallel decoding), cmlm, or ar "
+            "(left to right, one slot per step; diagnostics)"
         },
     )
     argmax_decoding: bool = field(
@@ -197,7 +198,8 @@ class DiffusionGenerator:
             logits = torch.stack(map_fixed_shapes(prompt, self.pad, [self.bos], models[0].predict_length))
         else:
             logits = models[0].predict_length(prompt)
-        lengths, owner = candidate_lengths(logits, self.length_beam, room)
+        # duplicate lengths decode identically only when decoding is deterministic (SPEC §5)
+        lengths, owner = candidate_lengths(logits, self.length_beam, room, dedupe=self.deterministic)
         return lengths, owner, True
 
     # --------------------------------------------------------------- network
@@ -288,7 +290,8 @@ class DiffusionGenerator:
         start = time.perf_counter()
         for step in range(1, plans.total_steps + 1):
             plan = plans.plan(step)
-            active = plan.valid & (plan.domain & state.masked).any(dim=1) if strat.kind != "reparam" else plan.valid
+            # cmlm / ar keep running once every slot is committed: each step re-scores the canvas (official rule)
+            active = plan.valid & (plan.domain & state.masked).any(dim=1) if strat.kind == "threshold" else plan.valid
             if patience is not None:
                 active = active & ~patience.done
             replay = None
@@ -367,6 +370,8 @@ class DiffusionGenerator:
         if kind == "cmlm":
             uniform = self._slot_noise(rng, rows, plan.domain, step, UNMASK)
             return cmlm_step(state, cand_tokens, cand_scores, plan.local_step, plan.local_total, uniform, plan.domain)
+        if kind == "ar":
+            return ar_step(state, cand_tokens, cand_scores, plan.local_step, plan.local_total, plan.domain)
         if kind == "threshold":
             return threshold_step(state, cand_tokens, cand_scores, plan.k, self.threshold, plan.domain)
         noise = None

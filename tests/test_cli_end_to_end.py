@@ -175,6 +175,7 @@ def test_empty_split_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("extra", [
     ["--decoding-strategy", "reparam-cond-stochastic1.0-linear", "--decoding-temperature", 0.7, "--mbr", 2],
     ["--decoding-strategy", "cmlm"],
+    ["--decoding-strategy", "ar"],
     ["--decoding-strategy", "reparam-uncond-deterministic-linear", "--autocast-bf16", "--suppress-special-tokens"],
 ])
 def test_generation_options(trained, translation_data, extra, tmp_path):

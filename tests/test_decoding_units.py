@@ -24,6 +24,9 @@ def test_candidate_lengths_top_k_cap_and_dedup():
     lengths, owner = candidate_lengths(logits, 3, torch.tensor([10, 3]))
     assert lengths.tolist() == [2, 4, 5, 3]
     assert owner.tolist() == [0, 0, 0, 1]
+    # sampled decoding keeps duplicate lengths: each copy draws its own hypothesis (SPEC §5)
+    lengths, owner = candidate_lengths(logits, 3, torch.tensor([10, 3]), dedupe=False)
+    assert lengths.tolist() == [2, 4, 5, 3, 3, 3] and owner.tolist() == [0, 0, 0, 1, 1, 1]
     with pytest.raises(ValueError, match="larger than the 5 length classes"):
         candidate_lengths(logits, 6, torch.tensor([10, 3]))
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fairseq_dlm.diffusion.denoise import (
-    DecodeState, cmlm_step, finalize, init_state, lowest_k, parse_strategy, reparam_step,
+    DecodeState, ar_step, cmlm_step, finalize, init_state, lowest_k, parse_strategy, reparam_step,
 )
 from fairseq_dlm.diffusion.layout import build_canvas, concat_prompt_response
 from fairseq_dlm.diffusion.noising import coupled_masks, maskable_positions, sample_timesteps
@@ -110,6 +110,8 @@ def _run_steps(strategy, steps, n_slots, seed=0):
         if strategy == "cmlm":
             state = cmlm_step(state, cand, score, torch.tensor([s, s]), torch.tensor([steps, steps]),
                               torch.rand(canvas.shape, generator=gen))
+        elif strategy == "ar":
+            state = ar_step(state, cand, score, torch.tensor([s, s]), torch.tensor([steps, steps]))
         else:
             k = num_masked_after_step(slots.sum(1), s, steps)
             state = reparam_step(state, cand, score, k, MASK, cond=strategy == "cond")
@@ -129,7 +131,7 @@ def test_uncond_masked_count_follows_schedule_and_prompt_is_frozen(steps, n_slot
     assert not states[-1].tokens[slots].eq(MASK).any()
 
 
-@pytest.mark.parametrize("strategy", ["cond", "cmlm"])
+@pytest.mark.parametrize("strategy", ["cond", "cmlm", "ar"])
 def test_other_strategies_finish_and_keep_prompt(strategy):
     canvas, slots, states = _run_steps(strategy, 5, [6, 3])
     for s, state in enumerate(states, start=1):
@@ -138,6 +140,39 @@ def test_other_strategies_finish_and_keep_prompt(strategy):
         if strategy == "cond":
             assert (state.masked.sum(1) <= num_masked_after_step(torch.tensor([6, 3]), s, 5)).all()
     assert states[-1].masked.sum().item() == 0
+
+
+def test_cmlm_and_ar_score_every_slot_by_its_last_step():
+    """The official rule (SPEC §11.10): a committed slot's score is replaced by each later step's ŝ."""
+    tokens = torch.tensor([[BOS, 10, MASK, MASK, EOS]])
+    slots = torch.tensor([[0, 0, 1, 1, 0]], dtype=torch.bool)
+    cand = torch.tensor([[0, 0, 31, 32, 0]])
+    state = cmlm_step(init_state(tokens, slots), cand, torch.tensor([[0, 0, -0.1, -0.2, 0]]), torch.tensor([1]),
+                      torch.tensor([2]), torch.tensor([[0.9, 0.9, 0.1, 0.9, 0.9]]))  # p = 1/2: slot 2 only
+    assert state.tokens.tolist() == [[BOS, 10, 31, MASK, EOS]] and state.scores[0, 2].item() == pytest.approx(-0.1)
+    state = cmlm_step(state, torch.tensor([[0, 0, 41, 42, 0]]), torch.tensor([[0, 0, -3.0, -0.4, 0]]),
+                      torch.tensor([2]), torch.tensor([2]), torch.zeros(1, 5))
+    assert state.tokens.tolist() == [[BOS, 10, 31, 42, EOS]], "committed tokens stay"
+    assert state.scores[0, 2:4].tolist() == pytest.approx([-3.0, -0.4]), "scores are the last step's"
+    assert state.scores[0, 1].item() == 0.0  # outside the slots nothing changes
+
+
+def test_ar_commits_left_to_right():
+    tokens = torch.tensor([[BOS, 10, MASK, MASK, MASK, MASK, EOS]])
+    slots = torch.tensor([[0, 0, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    cand = torch.tensor([[0, 0, 31, 32, 33, 34, 0]])
+    score = torch.tensor([[0, 0, -5.0, -0.1, -0.1, -0.1, 0]])  # the leftmost slot goes first, however unsure
+    state = init_state(tokens, slots)
+    seen = []
+    for s in range(1, 5):  # S = N = 4: one slot per step
+        state = ar_step(state, cand, score, torch.tensor([s]), torch.tensor([4]))
+        seen.append(state.tokens[0, 2:6].tolist())
+    assert seen == [[31, MASK, MASK, MASK], [31, 32, MASK, MASK], [31, 32, 33, MASK], [31, 32, 33, 34]]
+    state = init_state(tokens, slots)  # S = 2 < N = 4: two leftmost slots per step, none left masked
+    state = ar_step(state, cand, score, torch.tensor([1]), torch.tensor([2]))
+    assert state.tokens[0, 2:6].tolist() == [31, 32, MASK, MASK]
+    state = ar_step(state, cand, score, torch.tensor([2]), torch.tensor([2]))
+    assert not state.masked.any() and parse_strategy("ar").kind == "ar"
 
 
 def test_reparam_step_by_hand():

@@ -1,4 +1,4 @@
-"""One denoising step of the reparameterised sampler and of the ``cmlm`` baseline (SPEC §6.2).
+"""One denoising step of the reparameterised sampler and of the ``cmlm`` / ``ar`` baselines (SPEC §6.2).
 
 State per row: canvas ``x``, masked set ``M ⊆ D`` and scores ``σ`` (log-prob at commit time).
 Given the network's proposal ``(ŷ, ŝ)`` on the slots ``D`` and the number ``k`` of slots that
@@ -23,6 +23,7 @@ STRATEGIES = (
     "reparam-cond-deterministic-cosine",
     "threshold",
     "cmlm",
+    "ar",
 )
 FAR = 1000.0
 
@@ -30,22 +31,24 @@ FAR = 1000.0
 class Strategy(NamedTuple):
     """A parsed ``--decoding-strategy``."""
 
-    kind: str  # "reparam" | "cmlm" | "threshold"
+    kind: str  # "reparam" | "cmlm" | "threshold" | "ar"
     cond: bool = False
     noise_scale: float = 0.0  # X of stochasticX
     schedule: str = "cosine"
 
 
 def parse_strategy(name: str) -> Strategy:
-    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>``, ``threshold`` or ``cmlm``."""
+    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>``, ``threshold``, ``cmlm`` or ``ar``."""
     if name == "cmlm":
         return Strategy("cmlm", schedule="linear")
+    if name == "ar":
+        return Strategy("ar", schedule="linear")
     if name == "threshold":
         return Strategy("threshold", schedule="cosine")
     parts = name.split("-")
     err = ValueError(
         f"unknown decoding strategy {name!r}: expected "
-        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>, threshold or cmlm"
+        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>, threshold, cmlm or ar"
     )
     if len(parts) != 4 or parts[0] != "reparam" or parts[1] not in ("uncond", "cond"):
         raise err
@@ -140,13 +143,42 @@ def cmlm_step(
     """``cmlm``: each masked slot is unmasked with probability ``1/(S-s+1)`` and takes ``ŷ``.
 
     ``local_step``/``local_total`` are ``[B]`` (``s``, ``S``); ``uniform`` is ``[B, W]`` U(0,1);
-    at ``s = S`` every remaining slot of the domain is unmasked.
+    at ``s = S`` every remaining slot of the domain is unmasked.  Every domain slot's score
+    becomes this step's ``ŝ``, committed or not (the official rule, SPEC §11.10: a hypothesis is
+    scored by its *last* step's confidences, which decides length-beam selection).
     """
     domain = state.slots if domain is None else domain
     prob = 1.0 / (local_total - local_step + 1).float()
     commit = state.masked & domain & (uniform < prob.unsqueeze(1))
     x = torch.where(commit, cand_tokens, state.tokens)
-    sigma = torch.where(commit, cand_scores.float(), state.scores)
+    sigma = torch.where(domain, cand_scores.float(), state.scores)
+    return _advance(state, x, state.masked & ~commit, sigma)
+
+
+def ar_step(
+    state: DecodeState,
+    cand_tokens: torch.Tensor,
+    cand_scores: torch.Tensor,
+    local_step: torch.Tensor,
+    local_total: torch.Tensor,
+    domain: Optional[torch.Tensor] = None,
+) -> DecodeState:
+    """``ar`` (diagnostics, SPEC §6.2): commit the leftmost masked slot(s), left to right.
+
+    One slot per step while ``S - s + 1 ≥`` the masked slots left (so ``S ≥ N`` is strictly
+    left-to-right, one slot per step); with fewer steps than slots, ``ceil(left / (S - s + 1))``
+    leftmost slots per step, so that nothing is left masked after step ``S`` (the official code
+    leaves ``<mask>`` tokens then).  Scores follow the ``cmlm`` rule: the last step's ``ŝ``.
+    """
+    domain = state.slots if domain is None else domain
+    open_ = state.masked & domain
+    left = open_.sum(dim=1)
+    steps_left = (local_total - local_step + 1).clamp(min=1)
+    take = torch.div(left + steps_left - 1, steps_left, rounding_mode="floor")  # ceil(left / steps_left)
+    rank = open_.long().cumsum(dim=1)  # 1 for the leftmost masked slot, 2 for the next, ...
+    commit = open_ & (rank <= take.unsqueeze(1))
+    x = torch.where(commit, cand_tokens, state.tokens)
+    sigma = torch.where(domain, cand_scores.float(), state.scores)
     return _advance(state, x, state.masked & ~commit, sigma)
 
 

@@ -16,9 +16,10 @@ def length_targets(response_lengths: torch.Tensor, num_classes: int) -> torch.Te
 
 
 def candidate_lengths(
-    length_logits: torch.Tensor, beam: int, max_len: torch.Tensor
+    length_logits: torch.Tensor, beam: int, max_len: torch.Tensor, dedupe: bool = True
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-``beam`` lengths per example, capped and de-duplicated.
+    """Top-``beam`` lengths per example, capped, and de-duplicated when ``dedupe`` (deterministic
+    decoding gives equal lengths equal hypotheses; sampled ones differ, so they are kept: SPEC §5).
 
     Args:
         length_logits: ``[B, C]``.
@@ -37,7 +38,7 @@ def candidate_lengths(
     for b, row in enumerate(capped.tolist()):
         seen = set()
         for length in row:
-            if length not in seen:
+            if not dedupe or length not in seen:
                 seen.add(length)
                 lengths.append(length)
                 owner.append(b)
