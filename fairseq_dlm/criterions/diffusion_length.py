@@ -52,9 +52,10 @@ class DiffusionLengthCriterion(FairseqCriterion):
         log = {
             "loss": loss.data,
             "length_nll_sum": F.cross_entropy(logits, gold, reduction="sum").data,
-            "length_correct": int(pred.eq(gold).sum()),
-            "length_topk_correct": int(logits.topk(k, dim=-1).indices.eq(gold.unsqueeze(1)).any(1).sum()),
-            "length_abs_err": int((pred - gold).abs().sum()),
+            # tensors until reduce_metrics: no GPU→CPU sync per step
+            "length_correct": pred.eq(gold).sum(),
+            "length_topk_correct": logits.topk(k, dim=-1).indices.eq(gold.unsqueeze(1)).any(1).sum(),
+            "length_abs_err": (pred - gold).abs().sum(),
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": 1,

@@ -3,8 +3,11 @@
 Per batch of ``B`` examples: draw a coupled pair of timesteps per example, build nested masks
 over the maskable (response) positions, run the network on the ``2B`` noised sequences and
 weight each sequence's masked cross-entropy by ``w(t) / N`` (see
-:func:`fairseq_dlm.diffusion.weighting.reweighted_loss`).  ``sample_size`` is 1, so fairseq
-averages micro-batch losses over GPUs and ``--update-freq`` (as the official HF Trainer does).
+:func:`fairseq_dlm.diffusion.weighting.reweighted_loss`).  In training ``sample_size`` is 1, so
+fairseq averages micro-batch losses over GPUs and ``--update-freq`` (as the official HF Trainer
+does).  In validation each example's noise comes from its own seed (``VALID_SEED + id``) and the
+loss is summed with ``sample_size = 2B``: the validation loss is the mean over sequences, the same
+whatever the batching.  Counts stay tensors until ``reduce_metrics`` (no GPU→CPU sync per step).
 """
 import math
 import re
@@ -16,7 +19,9 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from .logging_utils import summer
-from ..diffusion.noising import apply_mask, coupled_masks, fixed_timesteps, maskable_positions, sample_timesteps
+from ..diffusion.noising import (
+    apply_mask, coupled_masks, fixed_timesteps, maskable_positions, per_example_draws, sample_timesteps,
+)
 from ..diffusion.weighting import reweighted_loss
 
 NUM_BUCKETS = 5
@@ -66,25 +71,29 @@ class DiffusionLMCriterion(FairseqCriterion):
         self.mask_idx = task.mask_idx
         self.pad, self.eos = task.source_dictionary.pad(), task.source_dictionary.eos()
 
-    def noise(self, tokens, prompt_mask, generator=None):
-        """``(x_t [2B, L], masks [2B, L], t [2B], num_maskable [2B])`` for a batch ``[B, L]``."""
+    def noise(self, tokens, prompt_mask, ids=None):
+        """``(x_t [2B, L], masks [2B, L], t [2B], num_maskable [2B])`` for a batch ``[B, L]``;
+        with ``ids`` (validation) every example's draws come from its own seed."""
         bsz = tokens.size(0)
         maskable = maskable_positions(tokens, prompt_mask, self.pad, self.eos, self.cfg.mask_eos)
-        if self.fixed_ratio is None:
-            t_a, t_b = sample_timesteps(bsz, self.T, tokens.device, generator)
+        uniforms = None
+        if ids is not None:
+            lengths = tokens.ne(self.pad).sum(dim=1).tolist()
+            t_a, t_b, uniforms = per_example_draws(lengths, ids.tolist(), tokens.size(1), self.T, VALID_SEED,
+                                                   tokens.device)
         else:
+            t_a, t_b = sample_timesteps(bsz, self.T, tokens.device)
+        if self.fixed_ratio is not None:
             t_a, t_b = fixed_timesteps(bsz, self.T, self.fixed_ratio, tokens.device)
-        mask_a, mask_b = coupled_masks(maskable, t_a, t_b, self.T, generator)
+        mask_a, mask_b = coupled_masks(maskable, t_a, t_b, self.T, uniforms=uniforms)
         masks = torch.cat([mask_a, mask_b])
         x_t = apply_mask(tokens.repeat(2, 1), masks, self.mask_idx)
         return x_t, masks, torch.cat([t_a, t_b]), maskable.sum(dim=1).repeat(2)
 
     def forward(self, model, sample, reduce=True):
         tokens, prompt_mask = sample["tokens"], sample["prompt_mask"]
-        generator = None
-        if not model.training:  # the same noise for every validation pass
-            generator = torch.Generator(device=tokens.device).manual_seed(VALID_SEED + int(sample["id"][0]))
-        x_t, masks, t, num_maskable = self.noise(tokens, prompt_mask, generator)
+        validating = not model.training  # the same noise for every validation pass, per example
+        x_t, masks, t, num_maskable = self.noise(tokens, prompt_mask, sample["id"] if validating else None)
         logits = model(x_t, positions=masks)  # [n, V]
         targets = tokens.repeat(2, 1)[masks]
         seq_index = torch.arange(x_t.size(0), device=x_t.device).unsqueeze(1).expand_as(x_t)[masks]
@@ -94,22 +103,25 @@ class DiffusionLMCriterion(FairseqCriterion):
         loss = reweighted_loss(
             nll, seq_index, t, num_maskable, self.T, self.cfg.weighting, smooth, self.cfg.label_smoothing
         )
-        n_masked = int(masks.sum())
+        sample_size = x_t.size(0) if validating else 1
+        if validating:
+            loss = loss * sample_size  # a sum over sequences: batching does not change the mean
         log = {
             "loss": loss.data,
             "nll_loss": nll.sum().data,
-            "n_masked": n_masked,
-            "n_correct": int(lprobs.argmax(-1).eq(targets).sum()) if n_masked else 0,
+            "n_masked": masks.sum(),
+            "n_correct": lprobs.argmax(-1).eq(targets).sum(),
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
-            "sample_size": 1,
+            "sample_size": sample_size,
         }
-        bucket = ((t - 1) * NUM_BUCKETS // self.T)[seq_index]
+        bucket = ((t - 1) * NUM_BUCKETS // self.T)[seq_index]  # [n]: t/T quintile of each masked token
+        nll_b = nll.new_zeros(NUM_BUCKETS).index_add_(0, bucket, nll.detach())
+        n_b = torch.bincount(bucket, minlength=NUM_BUCKETS)
         for b in range(NUM_BUCKETS):
-            sel = bucket.eq(b)
-            log[f"nll_b{b}"] = nll[sel].sum().data
-            log[f"n_b{b}"] = int(sel.sum())
-        return loss, 1, log
+            log[f"nll_b{b}"] = nll_b[b]
+            log[f"n_b{b}"] = n_b[b]
+        return loss, sample_size, log
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
