@@ -4,6 +4,8 @@ Three routes, all ending in an ``*ForMaskedLM`` whose vocabulary is exactly the 
 
 * ``--pretrained DIR``: ``AutoModelForMaskedLM.from_pretrained(DIR)``, then the input embeddings
   and the LM head (weight and bias) are gathered to the dictionary's symbols (vocabulary pruning);
+  a directory written by ``scripts/export_hf.py`` may also hold ``length_head.safetensors``, which
+  :func:`load_length_head` puts into a model built with ``--length-head``;
 * no ``--pretrained``: a randomly initialised backbone from the arch preset's sizes;
 * a fairseq checkpoint: the backbone config saved in the checkpoint's task state (no weights
   are read from disk; the checkpoint's state dict fills them).
@@ -18,6 +20,9 @@ from torch import nn
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 
 logger = logging.getLogger(__name__)
+
+# the length head's weights in an exported HF directory (scripts/export_hf.py), keys of LengthHead
+LENGTH_HEAD_FILE = "length_head.safetensors"
 
 
 def _hf():
@@ -105,6 +110,9 @@ def load_pretrained(pretrained: str, symbols, cfg):
             f"embedding has {full_vocab} rows: tokenizer and weights do not belong together"
         )
     identity = len(symbols) <= full_vocab and torch.equal(rows, torch.arange(len(symbols)))
+    # an identity mapping keeps the directory's own tying: an exported pruned-vocabulary model
+    # (scripts/export_hf.py) maps onto its dictionary one to one but has its own LM-head matrix
+    tie = identity and bool(getattr(config, "tie_word_embeddings", True))
     head = hf_model.lm_head
     with torch.no_grad():
         set_vocabulary(
@@ -112,11 +120,12 @@ def load_pretrained(pretrained: str, symbols, cfg):
             hf_model.base_model.embeddings.word_embeddings.weight[rows],
             head.decoder.weight[rows],
             head.bias[rows],
-            tie=identity,
+            tie=tie,
         )
     logger.info(
         "backbone %s: %d of %d vocabulary rows kept (%s embeddings)",
-        pretrained, len(symbols), full_vocab, "tied" if identity else "untied, pruned",
+        pretrained, len(symbols), full_vocab,
+        "tied" if tie else ("untied, as saved" if identity else "untied, pruned"),
     )
     return hf_model
 
@@ -139,6 +148,44 @@ def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
     hf_model = model_from_config(config)
     set_vocabulary(hf_model, *_vocab_params(hf_model), tie=True)
     return hf_model
+
+
+def load_length_head(head: Optional[nn.Module], pretrained: str) -> None:
+    """Fill ``head`` (a ``LengthHead``, or None) from ``PRETRAINED/length_head.safetensors`` if there is one.
+
+    Called only when a model is built from ``--pretrained`` (a checkpoint's state replaces the head
+    anyway).  The file holds the head's state dict (keys ``layer.*``, ``mlp.0.*``, ``mlp.2.*``) and
+    its sizes as metadata; a model without ``--length-head`` ignores it (logged), a head of other
+    sizes is refused with the file named."""
+    path = os.path.join(pretrained, LENGTH_HEAD_FILE)
+    if not os.path.isfile(path):
+        return
+    if head is None:
+        logger.info("%s ignored: the model is built without --length-head (pass it to start from the exported "
+                    "length head)", path)
+        return
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata() or {}
+    own = head.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state]
+    problems += [f"unknown {k}" for k in state if k not in own]
+    problems += [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    heads = getattr(getattr(head, "layer", None), "self_attn", None)
+    if heads is not None and meta.get("heads") and int(meta["heads"]) != heads.num_heads:
+        problems.append(f"attention heads: file {meta['heads']} vs model {heads.num_heads}")
+    if problems:
+        raise ValueError(
+            f"{path} does not fit the length head of this model (" + "; ".join(problems[:4])
+            + (", …" if len(problems) > 4 else "") + "): it was exported with another backbone. Pass --pretrained "
+            "the directory it was exported with, or build without --length-head"
+        )
+    head.load_state_dict(state)
+    logger.info("length head loaded from %s (%d tensors, %d length classes)", path, len(state),
+                int(state["mlp.2.weight"].shape[0]) if "mlp.2.weight" in state else -1)
 
 
 ARCHITECTURE_FIELDS = (

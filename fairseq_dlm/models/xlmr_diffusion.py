@@ -15,7 +15,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
-from .backbone import build_backbone, check_pretrained_matches
+from .backbone import build_backbone, check_pretrained_matches, load_length_head
 from .length_head import LengthHead
 from .vocab import check_dictionary, dictionary_fingerprint
 
@@ -31,7 +31,8 @@ class XLMRDiffusionConfig(FairseqDataclass):
         metadata={
             "help": "local HuggingFace directory of an XLM-R masked LM (config.json, weights, "
             "sentencepiece.bpe.model or tokenizer.json); its sizes override the arch preset. "
-            "Without it the backbone is initialised randomly from the preset"
+            "Without it the backbone is initialised randomly from the preset. A directory written by "
+            "scripts/export_hf.py also gives --length-head its weights (length_head.safetensors)"
         },
     )
     backbone_layers: int = field(
@@ -81,7 +82,10 @@ class XLMRDiffusionConfig(FairseqDataclass):
 
 @register_model("xlmr_diffusion", dataclass=XLMRDiffusionConfig)
 class XLMRDiffusionModel(BaseFairseqModel):
-    """The diffusion LM.  ``self.hf`` is the HF ``*ForMaskedLM`` (exportable with ``save_pretrained``)."""
+    """The diffusion LM.  ``self.hf`` is the HF ``*ForMaskedLM`` (exportable with ``save_pretrained``).
+
+    Built from ``--pretrained DIR`` with ``--length-head``, the head starts from
+    ``DIR/length_head.safetensors`` when that file exists (a directory of ``scripts/export_hf.py``)."""
 
     def __init__(self, cfg: XLMRDiffusionConfig, hf_model, dictionary):
         super().__init__()
@@ -126,7 +130,11 @@ class XLMRDiffusionModel(BaseFairseqModel):
                             "tied" if hf_model.config.tie_word_embeddings else "untied")
         else:
             hf_model = build_backbone(cfg, symbols, dictionary.pad())
-        return cls(cfg, hf_model, dictionary)
+        model = cls(cfg, hf_model, dictionary)
+        if saved is None and cfg.pretrained:
+            # a directory of scripts/export_hf.py carries the length head next to the backbone
+            load_length_head(model.length_head, cfg.pretrained)
+        return model
 
     @property
     def backbone_state(self) -> dict:
