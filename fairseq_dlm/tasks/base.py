@@ -268,11 +268,30 @@ class DiffusionTask(FairseqTask):
         device = next(model.parameters()).device
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
 
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+    # ------------------------------------------------------------------- EMA
+    @property
+    def uses_ema(self) -> bool:
+        """True: under ``--store-ema`` fairseq's trainer then passes its EMA model (``ema_model=``) to
+        :meth:`train_step`, which ignores it, and to :meth:`valid_step`, which validates it instead of
+        the raw weights (the loss and ``--eval-metric``; ``--best-checkpoint-metric`` therefore ranks
+        the EMA, while a checkpoint's ``model`` still holds the raw weights: extract the EMA with
+        ``scripts/average_checkpoints.py --ema``).  Without ``--store-ema`` nothing changes."""
+        return True
+
+    _validating_ema = False  # set once validation has used the EMA model (logged once)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, ema_model=None):
+        # ema_model: fairseq's EMA copy (uses_ema); the trainer steps it after the update, nothing to do here
         with self._autocast(model):
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
-    def valid_step(self, sample, model, criterion):
+    def valid_step(self, sample, model, criterion, ema_model=None):
+        if ema_model is not None:  # --store-ema: validate the EMA weights
+            if not self._validating_ema:
+                logger.info("validating the EMA weights (--store-ema): valid loss and --eval-metric score them, "
+                            "not the raw weights")
+                self._validating_ema = True
+            model = ema_model  # FairseqTask.valid_step puts it in eval mode (deep-copied in training mode)
         with self._autocast(model):
             loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         if self.scorer is not None:

@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Average the weights of several fairseq checkpoints, or extract the EMA weights of ``--store-ema``.
+
+The installed fairseq package does not ship fairseq's repository script
+``scripts/average_checkpoints.py``; this one takes the same options and does the same thing for
+this plugin's checkpoints (length-head checkpoints included)::
+
+    # the last 5 checkpoint_E_U.pt of a run (--save-interval-updates), newest first
+    python scripts/average_checkpoints.py --inputs SAVE_DIR --num-update-checkpoints 5 --output avg.pt
+    # the last 3 checkpointE.pt (epoch checkpoints), none after epoch 20
+    python scripts/average_checkpoints.py --inputs SAVE_DIR --num-epoch-checkpoints 3 \\
+        --checkpoint-upper-bound 20 --output avg.pt
+    # named files
+    python scripts/average_checkpoints.py --inputs a.pt b.pt --output avg.pt
+    # the EMA weights of a --store-ema run (of one checkpoint, or averaged over several)
+    python scripts/average_checkpoints.py --inputs SAVE_DIR/checkpoint_best.pt --ema --output ema.pt
+
+The output decodes like any checkpoint (``fairseq-generate --path avg.pt``).  Every floating-point
+tensor of ``model`` is the mean of the inputs' tensors (summed in float64, stored in its own dtype);
+other tensors and every other entry (``cfg``, the optimizer state, ``extra_state``...) are the first
+input's, which is the newest with ``--num-*-checkpoints``, as in fairseq.  Tied tensors (the LM
+head's decoder and the word embeddings, both saved) are averaged key by key and so stay equal.
+``extra_state["averaged"]`` records the inputs.
+
+``--ema`` averages ``extra_state["ema"]`` (the EMA model fairseq-train saves under
+``--store-ema``) instead of ``model`` and writes it as ``model``; ``extra_state["ema"]`` then holds
+the same weights (so that a resumed ``--store-ema`` run keeps them) and the stale
+``ema_fp32_params`` are dropped (fairseq rebuilds them from ``ema`` under ``--ema-fp32``).
+
+Inputs must hold the same tensor names and shapes (else: an error naming the two files); an
+existing ``--output`` is kept unless ``--overwrite``; the output is written to a temporary file
+next to it and moved into place, so that an interrupted run leaves no partial checkpoint.
+"""
+import argparse
+import logging
+import os
+import re
+import sys
+from typing import Dict, List, Optional
+
+import torch
+
+logger = logging.getLogger("average_checkpoints")
+
+EPOCH_PATTERN = re.compile(r"^checkpoint(\d+)\.pt$")       # checkpoint12.pt
+UPDATE_PATTERN = re.compile(r"^checkpoint_\d+_(\d+)\.pt$")  # checkpoint_3_1500.pt
+SHOW = 5  # differing tensor names listed in an error
+
+
+class AverageError(Exception):
+    """A problem with the inputs or the output, reported without a traceback."""
+
+
+def last_checkpoints(folder: str, n: int, by_update: bool, upper_bound: Optional[int] = None) -> List[str]:
+    """The ``n`` checkpoints of ``folder`` with the largest update (``checkpoint_E_U.pt``) or epoch
+    (``checkpointE.pt``) number, at most ``upper_bound``, newest first (numeric order)."""
+    pattern = UPDATE_PATTERN if by_update else EPOCH_PATTERN
+    found = []
+    for name in os.listdir(folder):
+        match = pattern.match(name)
+        if match and (upper_bound is None or int(match.group(1)) <= upper_bound):
+            found.append((int(match.group(1)), name))
+    if len(found) < n:
+        kind = "checkpoint_E_U.pt (--save-interval-updates)" if by_update else "checkpointE.pt (epoch)"
+        bound = f" numbered at most {upper_bound}" if upper_bound is not None else ""
+        raise AverageError(f"{folder} holds {len(found)} {kind} files{bound}, fewer than the {n} to average")
+    found.sort(reverse=True)
+    return [os.path.join(folder, name) for _, name in found[:n]]
+
+
+def _load(path: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise AverageError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise AverageError(f"{path} is not a fairseq checkpoint (no 'model' state dict)")
+    return state
+
+
+def _weights(state: dict, path: str, ema: bool) -> Dict[str, torch.Tensor]:
+    if not ema:
+        return state["model"]
+    weights = (state.get("extra_state") or {}).get("ema")
+    if not isinstance(weights, dict):
+        raise AverageError(f"{path} holds no EMA weights (extra_state['ema']): train with --store-ema "
+                           "(and --ema-decay, --ema-start-update) to save them")
+    return weights
+
+
+def _check_same(first: Dict[str, torch.Tensor], other: Dict[str, torch.Tensor], first_path: str, path: str):
+    """Refuse checkpoints of different models: tensor names and shapes must match the first input's."""
+    only_first, only_other = sorted(set(first) - set(other)), sorted(set(other) - set(first))
+    if only_first or only_other:
+        parts = [f"{len(names)} tensors only in {where} (e.g. {', '.join(names[:SHOW])})"
+                 for names, where in ((only_first, first_path), (only_other, path)) if names]
+        raise AverageError(f"{path} and {first_path} are checkpoints of different models: " + "; ".join(parts)
+                           + " (a length-head checkpoint and a plain one?)")
+    shapes = [f"{k} {tuple(first[k].shape)} vs {tuple(other[k].shape)}" for k in first
+              if torch.is_tensor(first[k]) and tuple(first[k].shape) != tuple(other[k].shape)]
+    if shapes:
+        raise AverageError(f"{path} and {first_path} are checkpoints of different models: tensor shapes differ "
+                           f"({'; '.join(shapes[:SHOW])}{'; ...' if len(shapes) > SHOW else ''})")
+
+
+def average_checkpoints(paths: List[str], ema: bool = False) -> dict:
+    """The first checkpoint of ``paths`` with ``model`` replaced by the mean over all of them of
+    ``model`` (or, with ``ema``, of ``extra_state["ema"]``).  Files are read one at a time."""
+    if not paths:
+        raise AverageError("no checkpoint to average")
+    new_state = _load(paths[0])
+    first = _weights(new_state, paths[0], ema)
+    sums = {k: v.to(torch.float64) for k, v in first.items() if torch.is_tensor(v) and v.is_floating_point()}
+    for path in paths[1:]:
+        weights = _weights(_load(path), path, ema)
+        _check_same(first, weights, paths[0], path)
+        for k in sums:
+            sums[k] += weights[k].to(torch.float64)
+        for k, v in weights.items():
+            if k not in sums and torch.is_tensor(v) and not torch.equal(v, first[k]):
+                logger.warning("%s: non-float tensor %s differs from %s's; keeping the latter", path, k, paths[0])
+    averaged = {k: (sums[k] / len(paths)).to(v.dtype) if k in sums else v for k, v in first.items()}
+    new_state["model"] = averaged
+    extra = new_state.setdefault("extra_state", {})
+    if ema:
+        extra["ema"] = averaged
+        extra.pop("ema_fp32_params", None)
+    extra["averaged"] = {"inputs": [os.path.abspath(p) for p in paths], "ema": ema}
+    return new_state
+
+
+def save_atomically(state: dict, output: str, overwrite: bool = False) -> None:
+    """``torch.save`` to a temporary file next to ``output``, then move it into place."""
+    if os.path.exists(output) and not overwrite:
+        raise AverageError(f"{output} exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(output))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(output)}.tmp{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def input_paths(args) -> List[str]:
+    """The checkpoint files that ``--inputs`` and ``--num-*-checkpoints`` name, newest first."""
+    count = args.num_update_checkpoints or args.num_epoch_checkpoints
+    if count is not None:
+        if len(args.inputs) != 1 or not os.path.isdir(args.inputs[0]):
+            raise AverageError("--num-update-checkpoints/--num-epoch-checkpoints take one folder as --inputs, "
+                               f"got {' '.join(args.inputs)}")
+        return last_checkpoints(args.inputs[0], count, args.num_update_checkpoints is not None,
+                                args.checkpoint_upper_bound)
+    for path in args.inputs:
+        if os.path.isdir(path):
+            raise AverageError(f"{path} is a folder: pass --num-update-checkpoints N or --num-epoch-checkpoints N "
+                               "to average its last N checkpoints, or name the files")
+        if not os.path.isfile(path):
+            raise AverageError(f"no checkpoint file {path}")
+    return list(args.inputs)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", nargs="+", required=True, metavar="PATH",
+                        help="checkpoint files, or one folder with --num-update-checkpoints/--num-epoch-checkpoints")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the checkpoint to write")
+    count = parser.add_mutually_exclusive_group()
+    count.add_argument("--num-epoch-checkpoints", type=int, metavar="N",
+                       help="average the last N checkpointE.pt of the --inputs folder")
+    count.add_argument("--num-update-checkpoints", type=int, metavar="N",
+                       help="average the last N checkpoint_E_U.pt of the --inputs folder")
+    parser.add_argument("--checkpoint-upper-bound", type=int, metavar="N",
+                        help="with --num-*-checkpoints: ignore checkpoints numbered above this epoch/update")
+    parser.add_argument("--ema", action="store_true",
+                        help="average (or extract, for one input) the EMA weights saved by --store-ema "
+                             "instead of the model weights")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    args = parser.parse_args(argv)
+    for flag in ("num_epoch_checkpoints", "num_update_checkpoints"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.checkpoint_upper_bound is not None and not (args.num_epoch_checkpoints or args.num_update_checkpoints):
+        parser.error("--checkpoint-upper-bound requires --num-epoch-checkpoints or --num-update-checkpoints")
+    return args
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
+                        stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        if os.path.exists(args.output) and not args.overwrite:  # before reading any input
+            raise AverageError(f"{args.output} exists; pass --overwrite to replace it")
+        paths = input_paths(args)
+        what = "EMA weights" if args.ema else "weights"
+        if len(paths) == 1:
+            logger.info("copying the %s of %s", what, paths[0])
+        else:
+            logger.info("averaging the %s of %d checkpoints: %s", what, len(paths), ", ".join(paths))
+        state = average_checkpoints(paths, ema=args.ema)
+        save_atomically(state, args.output, args.overwrite)
+    except AverageError as e:
+        logger.error("%s", e)
+        return 1
+    logger.info("wrote %s", args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
