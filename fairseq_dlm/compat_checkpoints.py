@@ -32,6 +32,9 @@ is touched).
    is never swapped: that is an error with the hint.  Not for sharded checkpoints
    (``checkpoint_last-shard0.pt``: every rank would have to pick the same step), nor when no
    complete checkpoint is left (error: move the file away to start from scratch).
+4. **EMA from a checkpoint without one.** ``--store-ema`` with ``--finetune-from-model`` (or a
+   resumed run saved without EMA) crashed in fairseq's trainer (``KeyError: 'model'``); see
+   :func:`_seed_ema`.
 """
 import functools
 import logging
@@ -153,8 +156,26 @@ def _error(path, problem, alt):
         f"kill or a full disk while it was written. {hint}")
 
 
+def _seed_ema(state, path):
+    """Shim 4: a ``--store-ema`` run started from a checkpoint without EMA weights.
+
+    fairseq 0.12's ``Trainer.load_checkpoint`` deletes ``state["model"]`` after loading it and then,
+    finding no ``extra_state["ema"]``, re-initialises the EMA from ``state["model"]``: ``KeyError``
+    (every ``--finetune-from-model`` stage, the length stage included, and resuming a run saved
+    without EMA).  While fairseq-train loads with ``--store-ema``, the loaded weights are also put
+    under ``extra_state["ema"]`` (the same tensors, no copy), which is the re-initialisation fairseq
+    meant."""
+    if not _RESUME.get("ema") or not isinstance(state, dict) or "model" not in state:
+        return state
+    extra = state.get("extra_state")
+    if isinstance(extra, dict) and "ema" not in extra:
+        extra["ema"] = state["model"]
+        logger.info(f"{path} holds no EMA weights: the EMA of --store-ema starts from its model weights")
+    return state
+
+
 def install() -> None:
-    """Install the three hooks into ``fairseq.checkpoint_utils`` (idempotent)."""
+    """Install the hooks into ``fairseq.checkpoint_utils`` (idempotent)."""
     global _PATCHED
     if _PATCHED:
         return
@@ -166,7 +187,7 @@ def install() -> None:
     @functools.wraps(original_load_to_cpu)
     def load_checkpoint_to_cpu(path, *args, **kwargs):
         try:
-            return original_load_to_cpu(path, *args, **kwargs)
+            return _seed_ema(original_load_to_cpu(path, *args, **kwargs), path)
         except Exception as exc:
             problem = _why_unreadable(path, exc)
             if problem is None:
@@ -183,7 +204,8 @@ def install() -> None:
     def load_checkpoint(cfg, trainer, **passthrough_args):
         implicit = cfg.restore_file == "checkpoint_last.pt" and not trainer.checkpoint_suffix
         last = os.path.join(cfg.save_dir, "checkpoint_last.pt")
-        _RESUME.update(cfg=cfg, last=os.path.abspath(last) if implicit else None)
+        _RESUME.update(cfg=cfg, last=os.path.abspath(last) if implicit else None,
+                       ema=bool(getattr(getattr(getattr(trainer, "cfg", None), "ema", None), "store_ema", False)))
         try:
             return original_load_checkpoint(cfg, trainer, **passthrough_args)
         finally:

@@ -334,7 +334,8 @@ def test_fairseq_ema_decay_of_tied_tensors(update_checkpoints, reverse_data, ema
 def test_store_ema_when_fine_tuning_a_checkpoint_without_ema(reverse_data, reverse_model, tmp_path):
     """fairseq 0.12's Trainer.load_checkpoint deletes ``state["model"]`` and then, finding no EMA in
     the checkpoint, re-initialises the EMA from ``state["model"]``: KeyError.  This hits
-    --finetune-from-model (the length stage too) and resuming a run without EMA.  xfail while so."""
+    --finetune-from-model (the length stage too) and resuming a run without EMA; the compatibility
+    shim (``compat_checkpoints._seed_ema``) seeds the EMA from the loaded weights instead."""
     proc = cli("train", reverse_data, *REVERSE_TRAIN, "--criterion", "diffusion_lm", "--lr", "1e-3", *EMA_FLAGS,
                "--finetune-from-model", reverse_model, "--max-update", 2, "--disable-validation",
                "--save-dir", tmp_path, check=False)
