@@ -28,6 +28,7 @@ from .diffusion.options import DEFAULTS, DecodingOptions
 from .diffusion.length import candidate_lengths, select_best
 from .diffusion.rng import RowRandom
 from .diffusion.schedules import mask_rate
+from .step_network import StepNetwork, choose_mode, prompt_side
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,24 @@ class DiffusionGenerationConfig(FairseqDataclass):
     )
     block_length: int = field(
         default=DEFAULTS.block_length, metadata={"help": "semi-autoregressive decoding in blocks of this many slots (0 = off)"}
+    )
+    prompt_cache_refresh: int = field(
+        default=DEFAULTS.prompt_cache_refresh,
+        metadata={
+            "help": "full-attention models: reuse the prompt's keys/values across steps, recomputing them every R "
+            "steps (1 = every step: exact, the default; 0 = only at a row's first step); faster, approximate. "
+            "prefix_lm models need no refresh: their prompt cache is exact"
+        },
+    )
+    quantize_dynamic: bool = field(
+        default=DEFAULTS.quantize_dynamic,
+        metadata={"help": "CPU decoding: the backbone's linear layers in dynamic int8 (torch.ao.quantization."
+                          "quantize_dynamic); faster on CPUs, at a small quality cost"},
+    )
+    no_prompt_cache: bool = field(
+        default=False,
+        metadata={"help": "prefix_lm models: run the backbone over the whole canvas every step (the reference "
+                          "the prompt cache is checked against)"},
     )
     batch_invariant: bool = field(
         default=DEFAULTS.batch_invariant,
@@ -152,7 +171,8 @@ class DiffusionGenerator:
         if o.suppress_special_tokens:
             self.banned += [self.bos, self.eos, self.pad, dictionary.unk()]
             self.banned += [i for i, s in enumerate(dictionary.symbols) if s.startswith("madeupword")]
-        self.stats = {"sentences": 0, "nfe": 0}
+        self.stats = {"sentences": 0, "nfe": 0, "forward_tokens": 0}
+        self._net: Optional[StepNetwork] = None  # the network call of the batch being decoded
 
     @classmethod
     def from_args(cls, dictionary, args, task_cfg=None):
@@ -168,6 +188,8 @@ class DiffusionGenerator:
             values["temperature"] = 0.0
         if _opt(args, None, "iter_decode_force_max_iter"):
             values["early_exit"] = "none"
+        if _opt(args, task_cfg, "no_prompt_cache"):
+            values["prompt_cache"] = False
         return cls(dictionary, DecodingOptions(**values))
 
     # --------------------------------------------------------------- lengths
@@ -179,8 +201,9 @@ class DiffusionGenerator:
         special = target.eq(self.pad) | target.eq(self.eos) | target.eq(self.bos)
         return (~special).sum(dim=1)
 
-    def candidates(self, models, sample):
-        """``(lengths [R], owner [R], used_length_head)``: the canvases to decode."""
+    def candidates(self, models, sample, hidden: Optional[torch.Tensor] = None):
+        """``(lengths [R], owner [R], used_length_head)``: the canvases to decode; ``hidden``: the
+        prompts' final states when the prompt cache already computed them (one pass for both)."""
         src = sample["net_input"]["src_tokens"]
         room = models[0].max_positions() - 1 - src.ne(self.pad).sum(dim=1)  # canvas = 1+P + L + 1
         if (room < 1).any():
@@ -196,28 +219,37 @@ class DiffusionGenerator:
         prompt = prompt_tokens(src, self.pad, self.bos, self.eos)
         if self.batch_invariant:
             logits = torch.stack(map_fixed_shapes(prompt, self.pad, [self.bos], models[0].predict_length))
+        elif hidden is not None:
+            logits = models[0].predict_length(prompt, hidden=hidden)
         else:
             logits = models[0].predict_length(prompt)
+            self.stats["forward_tokens"] += int(prompt.ne(self.pad).sum())
         # duplicate lengths decode identically only when decoding is deterministic (SPEC §5)
         lengths, owner = candidate_lengths(logits, self.length_beam, room, dedupe=self.deterministic)
         return lengths, owner, True
 
     # --------------------------------------------------------------- network
-    def log_probs(self, models, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, models, tokens: torch.Tensor, positions: torch.Tensor, rows: Optional[torch.Tensor] = None,
+                  step: int = 0) -> torch.Tensor:
         """``[n, V]`` float32 log-probs at ``positions``, ``<mask>`` (and banned symbols) at ``-inf``;
-        an ensemble averages probabilities."""
+        an ensemble averages probabilities.  ``rows``: which candidates ``tokens`` are (the prompt cache's)."""
         out = []
         for model in models:
-            logits = self._logits(model, tokens, positions).float()
+            if self._net is not None and rows is not None and len(models) == 1 and not self.batch_invariant:
+                logits = self._net(tokens, positions, rows, step).float()
+            else:
+                logits = self._logits(model, tokens, positions, rows).float()
             logits[:, self.banned] = float("-inf")
             out.append(torch.log_softmax(logits, dim=-1))
         if len(out) == 1:
             return out[0]
         return torch.logsumexp(torch.stack(out), dim=0) - math.log(len(out))
 
-    def _logits(self, model, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _logits(self, model, tokens: torch.Tensor, positions: torch.Tensor, rows=None) -> torch.Tensor:
         """``[n, V]`` logits at ``positions`` (row-major), through fixed shapes with ``--batch-invariant``."""
         if not self.batch_invariant:
+            if getattr(model, "prefix_lm", False) and self._net is not None and rows is not None:
+                return model(tokens, positions=positions, prompt_mask=self._net.prompt_mask[rows])
             return model(tokens, positions=positions)
         per_row = map_fixed_shapes(tokens, self.pad, [self.bos, self.eos], model)  # R × [bucket, V]
         return torch.cat([out[positions[r].nonzero().squeeze(1)] for r, out in enumerate(per_row)])
@@ -253,14 +285,35 @@ class DiffusionGenerator:
         ids = sample.get("id")
         if ids is None:  # fairseq-interactive passes no ids
             ids = torch.arange(src.size(0), device=src.device)
-        lengths, owner, predicted = self.candidates(models, sample)
+        if self.options.quantize_dynamic:
+            from .models.quantize import quantize_dynamic_int8
+
+            for m in models:
+                quantize_dynamic_int8(m)
+        mode = choose_mode(models[0], self.options, len(models), self.batch_invariant)
+        if self.batch_invariant and getattr(models[0], "prefix_lm", False):
+            raise ValueError("--batch-invariant is not supported with a prefix_lm model")
+        hidden = example_cache = None
+        if mode == "exact":  # the prompt's keys/values once per example, shared by its candidates
+            prompt = prompt_tokens(src, self.pad, self.bos, self.eos)
+            hidden, example_cache = models[0].prompt_states(prompt)
+            self.stats["forward_tokens"] += int(prompt.ne(self.pad).sum())
+        lengths, owner, predicted = self.candidates(models, sample, hidden)
         cand = _cumcount(owner.tolist())
         if self.mbr > 1:
             lengths, owner = lengths.repeat_interleave(self.mbr), owner.repeat_interleave(self.mbr)
             cand = [c * self.mbr + j for c in cand for j in range(self.mbr)]
         canvas, slots = build_canvas(src[owner], lengths, self.pad, self.bos, self.eos, self.mask)
+        start, prompt_mask = prompt_side(src[owner], self.pad, canvas.size(1))
+        self._net = StepNetwork(models[0], mode, start, prompt_mask,
+                                None if example_cache is None else example_cache.select(owner),
+                                self.options.prompt_cache_refresh)
         rng = RowRandom(self.seed, ids[owner].tolist(), cand)
-        state, used = self.denoise(models, init_state(canvas, slots, keep_history=self.retain_history), rng)
+        try:
+            state, used = self.denoise(models, init_state(canvas, slots, keep_history=self.retain_history), rng)
+        finally:
+            self.stats["forward_tokens"] += self._net.forward_tokens
+            self._net = None
         finals = finalize(state, (self.pad, self.bos, self.eos))
         owners = owner.tolist()
         best = select_best([f[2] for f in finals], owners, src.size(0))
@@ -357,7 +410,7 @@ class DiffusionGenerator:
         domain slot of the active rows replaced by its proposal ``ŷ`` (and ``ŝ``; 0 elsewhere)."""
         rows = active.nonzero().squeeze(1)
         sub_tokens, sub_domain = state.tokens[rows], plan.domain[rows]
-        logp = self.log_probs(models, sub_tokens, sub_domain)
+        logp = self.log_probs(models, sub_tokens, sub_domain, rows, step)
         y, s = self.propose(logp, rng, rows.tolist(), sub_domain.sum(dim=1).tolist(), step)
         cand_tokens, cand_scores = state.tokens.clone(), torch.zeros_like(state.scores)
         cand_tokens[rows] = sub_tokens.masked_scatter(sub_domain, y)

@@ -95,3 +95,22 @@ def test_clear_errors(api_model, tmp_path, tiny_pretrained):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PretrainedPathError, match="holds no checkpoint"):
         DiffusionLM.from_pretrained(str(tmp_path / "empty"))
+
+
+def test_exported_hf_directory_loads_and_decodes_the_same(reverse_length_model, reverse_data, tmp_path):
+    """``from_pretrained`` on a ``scripts/export_hf.py`` directory (converted on the fly) gives the
+    hypotheses of the checkpoint it was exported from, length head included."""
+    import importlib.util
+
+    from conftest import REPO
+    from fairseq_dlm import DiffusionLM
+
+    ckpt, _log = reverse_length_model
+    spec = importlib.util.spec_from_file_location("export_hf_script", REPO / "scripts" / "export_hf.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(ckpt), "--out", str(tmp_path / "hf"), "--data", str(reverse_data), "--quiet"]) == 0
+    prompts = ["reverse : a b c d =", "reverse : e f g ="]
+    original = DiffusionLM.from_pretrained(str(ckpt), data=str(reverse_data))
+    exported = DiffusionLM.from_pretrained(str(tmp_path / "hf"))
+    assert exported.generate(prompts, steps=6, length_beam=3) == original.generate(prompts, steps=6, length_beam=3)

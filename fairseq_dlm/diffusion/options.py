@@ -29,6 +29,9 @@ class DecodingOptions:
     seed: int = 1  # --seed
     batch_invariant: bool = False  # --batch-invariant
     cycle_window: int = 8  # exact early exit replays repeating states of period ≤ this (1 = fixed points)
+    prompt_cache: bool = True  # --no-prompt-cache turns it off: prefix_lm models then run the whole canvas
+    prompt_cache_refresh: int = 1  # --prompt-cache-refresh R: full-attention models (1 = exact, 0 = never)
+    quantize_dynamic: bool = False  # --quantize-dynamic: int8 linear layers for CPU decoding
 
     @property
     def sampling(self) -> bool:
@@ -49,6 +52,8 @@ class DecodingOptions:
             (0 < self.confidence_threshold <= 1,
              f"--confidence-threshold must be in (0, 1], got {self.confidence_threshold}"),
             (self.block_length >= 0, f"--block-length must be ≥ 0, got {self.block_length}"),
+            (self.prompt_cache_refresh >= 0,
+             f"--prompt-cache-refresh must be ≥ 0 (1 = recompute every step, 0 = never), got {self.prompt_cache_refresh}"),
         ]
         if self.early_exit == "patience":
             checks += [

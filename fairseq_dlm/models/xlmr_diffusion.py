@@ -17,6 +17,9 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
 from .length_head import LengthHead
+from .prompt_cache import (
+    ATTENTION_STRATEGIES, PromptKV, RecordKV, additive_mask, position_ids, prefix_lm_allowed, response_rows,
+)
 from .vocab import check_dictionary, dictionary_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,14 @@ class XLMRDiffusionConfig(FairseqDataclass):
             "the length stage, started with --finetune-from-model DIFFUSION_CKPT"
         },
     )
+    attention_strategy: ChoiceEnum(list(ATTENTION_STRATEGIES)) = field(
+        default="full",
+        metadata={
+            "help": "full: every token attends to every token (XLM-R as pretrained; the paper's default); "
+            "prefix_lm: the prompt attends to the prompt only, the response to everything, so decoding "
+            "computes the prompt's keys/values once per example (models/prompt_cache.py)"
+        },
+    )
     attn_implementation: ChoiceEnum(["sdpa", "eager"]) = field(
         default="sdpa", metadata={"help": "HF attention implementation"}
     )
@@ -103,9 +114,11 @@ class XLMRDiffusionModel(BaseFairseqModel):
         self.length_head = None
         if cfg.length_head:
             c = hf_model.config
-            self.length_head = LengthHead(
+            # its own FSDP unit: under --freeze-backbone fairscale needs every parameter of a unit to agree on
+            # requires_grad, and the root unit holds the frozen embeddings (outside FSDP: the module itself)
+            self.length_head = fsdp_wrap(LengthHead(
                 c.hidden_size, c.num_attention_heads, c.intermediate_size, c.max_position_embeddings, cfg.dropout
-            )
+            ))
         if cfg.freeze_backbone:
             if self.length_head is None:
                 raise ValueError("--freeze-backbone leaves nothing to train without --length-head")
@@ -124,6 +137,12 @@ class XLMRDiffusionModel(BaseFairseqModel):
             if cfg.pretrained and saved.get("source"):
                 check_pretrained_matches(cfg.pretrained, cfg.backbone_layers, saved["config"], saved["source"])
             hf_model = build_backbone(cfg, symbols, dictionary.pad(), saved_config=saved["config"])
+            trained = saved.get("attention_strategy")
+            if trained and trained != attention_strategy(cfg):
+                logger.warning("%s was trained with --attention-strategy %s but is built with %s: the prompt attends "
+                               "%s, so outputs differ from what it learned", saved.get("source", "the checkpoint"),
+                               trained, attention_strategy(cfg),
+                               "to the response too" if trained == "prefix_lm" else "to the prompt only")
             if saved.get("source"):
                 logger.info("backbone built from the config saved in %s (%d layers × %d, %s embeddings)",
                             saved["source"], hf_model.config.num_hidden_layers, hf_model.config.hidden_size,
@@ -142,7 +161,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         fingerprint (the task saves it as ``cfg.model.backbone_state`` in every checkpoint)."""
         symbols = self._symbols
         return {"config": self.hf.config.to_dict(), "dictionary": dictionary_fingerprint(symbols),
-                "dictionary_size": len(symbols)}
+                "dictionary_size": len(symbols), "attention_strategy": attention_strategy(self.cfg)}
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -204,33 +223,105 @@ class XLMRDiffusionModel(BaseFairseqModel):
         """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
         return self.hf.config.max_position_embeddings - self.pad - 1
 
-    def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` tokens → ``[B, L, H]`` final hidden states (bidirectional, pad keys masked)."""
-        out = self.hf.base_model(input_ids=tokens, attention_mask=tokens.ne(self.pad).long())
+    @property
+    def prefix_lm(self) -> bool:
+        return attention_strategy(self.cfg) == "prefix_lm"
+
+    @property
+    def output_dim(self) -> int:
+        return self.hf.config.vocab_size
+
+    def _attention(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor], dtype) -> torch.Tensor:
+        """``[B, L]`` key-padding mask (full attention), or the ``[B, 1, L, L]`` prefix-LM mask."""
+        valid = tokens.ne(self.pad)
+        if not self.prefix_lm:
+            return valid.long()
+        if prompt_mask is None:
+            raise ValueError("a prefix_lm model needs the prompt mask of its input (which tokens are the prompt)")
+        return additive_mask(prefix_lm_allowed(valid, prompt_mask), dtype)
+
+    def features(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor] = None, cache=None) -> torch.Tensor:
+        """``[B, L]`` tokens → ``[B, L, H]`` final hidden states; pad keys masked, positions explicit
+        (``pad + 1 + column``), prefix-LM attention when the model has it (``prompt_mask`` ``[B, L]``).
+        ``cache``: a :class:`~fairseq_dlm.models.prompt_cache.RecordKV` that records every layer's keys/values."""
+        dtype = self.hf.base_model.embeddings.word_embeddings.weight.dtype
+        if torch.is_autocast_enabled(tokens.device.type):
+            dtype = torch.get_autocast_dtype(tokens.device.type)
+        out = self.hf.base_model(input_ids=tokens, attention_mask=self._attention(tokens, prompt_mask, dtype),
+                                 position_ids=position_ids(tokens, self.pad), cache=cache)
         return out.last_hidden_state
 
     def output_layer(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head (dense → GELU → LayerNorm → decoder + bias): ``[..., H]`` → ``[..., V]``."""
         return self.hf.lm_head(hidden)
 
-    def predict_length(self, prompt: torch.Tensor) -> torch.Tensor:
-        """``[B, P1]`` rows ``[<s>, prompt…]`` (right-padded) → ``[B, C]`` length logits (class c ⇔ c+1)."""
+    def predict_length(self, prompt: torch.Tensor, hidden: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B, P1]`` rows ``[<s>, prompt…]`` (right-padded) → ``[B, C]`` length logits (class c ⇔ c+1);
+        ``hidden``: the prompt's final states when already computed (:meth:`prompt_states`)."""
         if self.length_head is None:
             raise ValueError(
                 "this model has no length predictor: decode with --oracle-length, or train the length "
                 "stage (--length-head --freeze-backbone --criterion diffusion_length --finetune-from-model CKPT)"
             )
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_backbone):
-            hidden = self.features(prompt)
+        if hidden is None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_backbone):
+                hidden = self.features(prompt, prompt.ne(self.pad))  # all prompt side
         return self.length_head(hidden, prompt.eq(self.pad))
 
-    def forward(self, tokens: torch.Tensor, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, positions: Optional[torch.Tensor] = None,
+                prompt_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits ``[n, V]`` at ``positions`` (``[B, L]`` bool, ``n = positions.sum()``, row-major
-        order), or ``[B, L, V]`` at every position when ``positions`` is None."""
-        hidden = self.features(tokens)
+        order), or ``[B, L, V]`` at every position when ``positions`` is None.  ``prompt_mask``
+        ``[B, L]`` (``<s>`` and the prompt) is needed by ``prefix_lm`` models only."""
+        hidden = self.features(tokens, prompt_mask)
         if positions is not None:
             hidden = hidden[positions]
         return self.output_layer(hidden)
+
+    # ------------------------------------------------------- prompt cache (decoding)
+    def prompt_states(self, prompt: torch.Tensor):
+        """``(hidden [B, P1, H], PromptKV)`` of prompt rows ``[<s>, prompt…]``: the prompt side of a
+        ``prefix_lm`` canvas, exactly (the prompt attends to the prompt only)."""
+        record = RecordKV()
+        hidden = self.features(prompt, prompt.ne(self.pad), cache=record)
+        return hidden, PromptKV.from_record(record, prompt.ne(self.pad))
+
+    def forward_recording(self, tokens, positions, start, prompt_mask, width: int):
+        """:meth:`forward` over whole canvases that also returns their prompt keys/values
+        (columns ``< start``, in a cache ``width`` wide)."""
+        record = RecordKV()
+        hidden = self.features(tokens, prompt_mask, cache=record)
+        cols = torch.arange(width, device=tokens.device).unsqueeze(0)
+        keys = [k[:, :, :width] for k in record.keys]
+        values = [v[:, :, :width] for v in record.values]
+        if keys and keys[0].size(2) < width:  # canvases narrower than the widest prompt side
+            grow = width - keys[0].size(2)
+            keys = [torch.nn.functional.pad(k, (0, 0, 0, grow)) for k in keys]
+            values = [torch.nn.functional.pad(v, (0, 0, 0, grow)) for v in values]
+        return self.output_layer(hidden[positions]), PromptKV(keys, values, cols < start.unsqueeze(1))
+
+    def forward_cached(self, tokens: torch.Tensor, start: torch.Tensor, cache: PromptKV, positions: torch.Tensor):
+        """``(logits [n, V], tokens run)``: the backbone over each row's response side only
+        (``tokens[b, start[b]:]``), attending to ``cache`` (the prompt's keys/values) and to itself.
+
+        ``positions`` ``[B, L]`` bool (slots, all on the response side) as in :meth:`forward`."""
+        rows, columns = response_rows(tokens, start, self.pad)
+        valid = rows.ne(self.pad)
+        dtype = self.hf.base_model.embeddings.word_embeddings.weight.dtype
+        if torch.is_autocast_enabled(tokens.device.type):
+            dtype = torch.get_autocast_dtype(tokens.device.type)
+        keys = torch.cat([cache.valid, valid], dim=1)  # [B, P + W]
+        allowed = keys.unsqueeze(1).expand(-1, rows.size(1), -1)
+        pos = torch.where(columns >= 0, columns + self.pad + 1, torch.full_like(columns, self.pad))
+        out = self.hf.base_model(input_ids=rows, attention_mask=additive_mask(allowed, dtype), position_ids=pos,
+                                 cache=cache)
+        picked = positions.gather(1, columns.clamp(min=0)) & (columns >= 0)
+        return self.output_layer(out.last_hidden_state[picked]), int(valid.sum())
+
+
+def attention_strategy(cfg) -> str:
+    """``full`` or ``prefix_lm`` (configs saved before the option existed have none: ``full``)."""
+    return str(getattr(cfg, "attention_strategy", None) or "full")
 
 
 def _set(args, name, value):

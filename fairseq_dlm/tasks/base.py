@@ -315,8 +315,10 @@ class DiffusionTask(FairseqTask):
         stats = getattr(generator, "stats", None)
         if stats and stats["sentences"]:
             logger.info(
-                "diffusion decoding: %.2f network evaluations per sentence (running mean over %d sentences)",
-                stats["nfe"] / stats["sentences"], stats["sentences"],
+                "diffusion decoding: %.2f network evaluations per sentence, %.1f backbone tokens per sentence "
+                "(running means over %d sentences)",
+                stats["nfe"] / stats["sentences"], stats.get("forward_tokens", 0) / stats["sentences"],
+                stats["sentences"],
             )
         return hypos
 

@@ -1,0 +1,124 @@
+"""The network call of one denoising step: the whole canvas, or the response over a prompt cache.
+
+:class:`StepNetwork` is what :class:`~fairseq_dlm.generator.DiffusionGenerator` asks for logits.
+Three modes (see :mod:`fairseq_dlm.models.prompt_cache` for the attention layouts):
+
+* ``off`` — the backbone over the whole canvas every step (the reference; ``full`` models with
+  ``--prompt-cache-refresh 1``, the default, and any model with ``--no-prompt-cache``);
+* ``exact`` — a ``prefix_lm`` model: the prompt's keys/values are computed once per *example* (from
+  the length head's pass when the length head is used) and shared by all its length candidates and
+  steps; each step runs the backbone over ``[response slots, </s>]`` only.  Same hypotheses as ``off``;
+* ``refresh`` — a ``full`` model with ``--prompt-cache-refresh R`` (R ≠ 1): a row's step runs the
+  whole canvas and records its prompt keys/values when it has none yet or when ``(s - 1) % R == 0``
+  (``R = 0``: only its first step), and otherwise the response only over the recorded (stale)
+  prompt keys/values — an approximation in the spirit of Fast-dLLM's prefix cache.
+"""
+import logging
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class StepNetwork:
+    """Logits for the active rows of a step.
+
+    Args:
+        model: an ``xlmr_diffusion`` model (or any model; then only ``off`` is possible).
+        mode: ``off``, ``exact`` or ``refresh``.
+        start: ``[R]`` the first slot column of each candidate row (= 1 + prompt length).
+        prompt_mask: ``[R, W]`` bool, the prompt side of each canvas (``<s>`` and the prompt).
+        cache: ``exact``: the candidates' :class:`~fairseq_dlm.models.prompt_cache.PromptKV` (``[R]`` rows).
+        refresh: ``refresh``: R.
+    """
+
+    def __init__(self, model, mode: str, start: torch.Tensor, prompt_mask: torch.Tensor, cache=None,
+                 refresh: int = 1):
+        self.model, self.mode, self.start, self.prompt_mask = model, mode, start, prompt_mask
+        self.cache, self.refresh = cache, refresh
+        self.fresh = torch.zeros(start.numel(), dtype=torch.bool, device=start.device)  # rows with a cache
+        self.forward_tokens = 0  # tokens run through the backbone (a cost measure)
+
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, step: int) -> torch.Tensor:
+        """``[n, V]`` logits at ``positions`` of ``tokens`` (``[r, W]``: the canvases of ``rows``)."""
+        if self.mode == "off":
+            self.forward_tokens += int(tokens.ne(self.model.pad).sum()) if hasattr(self.model, "pad") else tokens.numel()
+            if getattr(self.model, "prefix_lm", False):
+                return self.model(tokens, positions=positions, prompt_mask=self.prompt_mask[rows])
+            return self.model(tokens, positions=positions)
+        if self.mode == "exact":
+            return self._cached(tokens, positions, rows, self.cache.select(rows))
+        due = ~self.fresh[rows]
+        if self.refresh > 0 and (step - 1) % self.refresh == 0:
+            due = torch.ones_like(due)
+        if not due.any():
+            return self._cached(tokens, positions, rows, self.cache.select(rows))
+        if due.all():
+            return self._record(tokens, positions, rows)
+        # mixed: rows due for a refresh run whole, the others over their cache; row-major order kept
+        out = torch.empty(int(positions.sum()), self.model.output_dim, dtype=torch.float, device=tokens.device)
+        owner = torch.arange(tokens.size(0), device=tokens.device).unsqueeze(1).expand_as(positions)[positions]
+        full, cached = due.nonzero().squeeze(1), (~due).nonzero().squeeze(1)
+        out[due[owner]] = self._record(tokens[full], positions[full], rows[full]).float()
+        out[~due[owner]] = self._cached(tokens[cached], positions[cached], rows[cached],
+                                        self.cache.select(rows[cached])).float()
+        return out
+
+    def _cached(self, tokens, positions, rows, cache):
+        logits, count = self.model.forward_cached(tokens, self.start[rows], cache, positions)
+        self.forward_tokens += count
+        return logits
+
+    def _record(self, tokens, positions, rows):
+        """The whole canvas of ``rows``, keeping its prompt keys/values for the later steps."""
+        logits, kv = self.model.forward_recording(tokens, positions, self.start[rows],
+                                                  self.prompt_mask[rows], width=self.width)
+        self.forward_tokens += int(tokens.ne(self.model.pad).sum())
+        if self.cache is None:
+            self.cache = kv.empty_like(self.start.numel())
+        self.cache.assign(rows, kv)
+        self.fresh[rows] = True
+        return logits
+
+    @property
+    def width(self) -> int:
+        """The prompt width of the refresh cache: the longest prompt side of any row."""
+        return int(self.start.max())
+
+
+_SAID = set()
+
+
+def _once(level: int, message: str, *args) -> None:
+    """Log ``message`` once per process (the mode is chosen for every batch)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        logger.log(level, message, *args)
+
+
+def choose_mode(model, options, models_count: int, batch_invariant: bool) -> str:
+    """``off``, ``exact`` or ``refresh`` for this model and these options (logs why a cache is off)."""
+    if not hasattr(model, "forward_cached"):
+        return "off"
+    prefix = bool(model.prefix_lm)
+    if prefix and options.prompt_cache_refresh != 1:
+        _once(logging.WARNING, "--prompt-cache-refresh %d is for full-attention models: this prefix_lm model's "
+              "prompt cache is exact already (computed once per example); the flag is ignored",
+              options.prompt_cache_refresh)
+    if models_count > 1 or batch_invariant:
+        if prefix or options.prompt_cache_refresh != 1:
+            _once(logging.WARNING, "prompt cache off: not supported with %s",
+                  "an ensemble" if models_count > 1 else "--batch-invariant")
+        return "off"
+    if not options.prompt_cache:
+        return "off"
+    if prefix:
+        return "exact"
+    return "off" if options.prompt_cache_refresh == 1 else "refresh"
+
+
+def prompt_side(src_tokens: torch.Tensor, pad: int, width: int):
+    """``(start [R], prompt_mask [R, W])`` of canvases built from ``src_tokens`` ``[R, Ls]`` (rows
+    ``[p1..pP, </s>]``): the first response column ``1 + P`` and the prompt side ``[<s>, p1..pP]``."""
+    start = src_tokens.ne(pad).sum(dim=1)
+    cols = torch.arange(width, device=src_tokens.device).unsqueeze(0)
+    return start, cols < start.unsqueeze(1)
