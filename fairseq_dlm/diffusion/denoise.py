@@ -150,9 +150,7 @@ def cmlm_step(
     domain = state.slots if domain is None else domain
     prob = 1.0 / (local_total - local_step + 1).float()
     commit = state.masked & domain & (uniform < prob.unsqueeze(1))
-    x = torch.where(commit, cand_tokens, state.tokens)
-    sigma = torch.where(domain, cand_scores.float(), state.scores)
-    return _advance(state, x, state.masked & ~commit, sigma)
+    return _commit_rescored(state, commit, cand_tokens, cand_scores, domain)
 
 
 def ar_step(
@@ -177,6 +175,11 @@ def ar_step(
     take = torch.div(left + steps_left - 1, steps_left, rounding_mode="floor")  # ceil(left / steps_left)
     rank = open_.long().cumsum(dim=1)  # 1 for the leftmost masked slot, 2 for the next, ...
     commit = open_ & (rank <= take.unsqueeze(1))
+    return _commit_rescored(state, commit, cand_tokens, cand_scores, domain)
+
+
+def _commit_rescored(state: DecodeState, commit, cand_tokens, cand_scores, domain) -> DecodeState:
+    """``commit`` slots take ``ŷ``; every ``domain`` slot's score becomes this step's ``ŝ`` (cmlm, ar)."""
     x = torch.where(commit, cand_tokens, state.tokens)
     sigma = torch.where(domain, cand_scores.float(), state.scores)
     return _advance(state, x, state.masked & ~commit, sigma)
