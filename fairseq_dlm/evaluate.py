@@ -234,6 +234,12 @@ class EncodedRows:
     canvases_clipped: int = 0
 
 
+def canvas_stand_in(dictionary, length: int) -> torch.Tensor:
+    """``[length + 1]``: ``length`` ``<unk>`` then ``</s>``, a target row whose only information is its
+    length (the generator's oracle length counts its non-special tokens)."""
+    return torch.cat([torch.full((length,), dictionary.unk()), torch.tensor([dictionary.eos()])])
+
+
 def encode_rows(decoder: Decoder, data: EvalSet, settings: DecodeSettings) -> EncodedRows:
     """Tokenise prompts and build each row's canvas stand-in, fitted into the model's positions.
 
@@ -249,7 +255,7 @@ def encode_rows(decoder: Decoder, data: EvalSet, settings: DecodeSettings) -> En
             canvas = decoder.encoder.encode(ex.targets)
         else:
             n = settings.fixed_canvas_length if settings.canvas == "fixed" else settings.response_room
-            canvas = torch.cat([torch.full((n,), d.unk()), eos])
+            canvas = canvas_stand_in(d, n)
         if canvas.numel() - 1 > limit - 3:  # not even one prompt token would fit
             canvas = torch.cat([canvas[: limit - 3], eos])
             clipped += 1

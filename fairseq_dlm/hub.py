@@ -199,7 +199,7 @@ class DiffusionLM(GeneratorHubInterface):
 
     def _decode_tokens(self, tokens: List[torch.Tensor], steps, length_beam, strategy, oracle_lengths, temperature,
                        batch_size, retain_history, seed, options) -> List[List[dict]]:
-        from .data import PromptResponseDataset
+        from .evaluate import EncodedRows, batches, canvas_stand_in
 
         d = self.task.target_dictionary
         oracle = oracle_lengths is not None
@@ -207,15 +207,9 @@ class DiffusionLM(GeneratorHubInterface):
             raise ValueError("this model has no length head: pass oracle_lengths=[...] (one response length per "
                              "prompt), or train/convert a model with a length head")
         generator = self.generator(steps, length_beam, strategy, oracle, temperature, retain_history, seed, options)
-        canvases = None
-        if oracle:  # the generator counts the non-special tokens of the target as the length
-            canvases = [torch.cat([torch.full((int(n),), d.unk()), torch.tensor([d.eos()])]) for n in oracle_lengths]
-        dataset = PromptResponseDataset(tokens, [t.numel() for t in tokens], d, canvases,
-                                        None if canvases is None else [t.numel() for t in canvases], shuffle=False)
-        order = dataset.ordered_indices().tolist()
+        canvases = [canvas_stand_in(d, int(n)) for n in oracle_lengths] if oracle else None
         hypos: Dict[int, List[dict]] = {}
-        for start in range(0, len(order), batch_size):
-            sample = dataset.collater([dataset[i] for i in order[start:start + batch_size]])
+        for sample in batches(EncodedRows(tokens, canvases), d, batch_size):
             sample = utils.apply_to_sample(lambda t: t.to(self.device), sample)
             with torch.no_grad():
                 out = generator.generate(self.models, sample)

@@ -35,6 +35,7 @@ class StepNetwork:
                  refresh: int = 1):
         self.model, self.mode, self.start, self.prompt_mask = model, mode, start, prompt_mask
         self.cache, self.refresh = cache, refresh
+        self.width = int(start.max()) if start.numel() else 0  # refresh cache: the widest prompt side of any row
         self.fresh = torch.zeros(start.numel(), dtype=torch.bool, device=start.device)  # rows with a cache
         self.forward_tokens = 0  # tokens run through the backbone (a cost measure)
 
@@ -46,12 +47,12 @@ class StepNetwork:
                 return self.model(tokens, positions=positions, prompt_mask=self.prompt_mask[rows])
             return self.model(tokens, positions=positions)
         if self.mode == "exact":
-            return self._cached(tokens, positions, rows, self.cache.select(rows))
+            return self._cached(tokens, positions, rows, self._rows(rows))
         due = ~self.fresh[rows]
         if self.refresh > 0 and (step - 1) % self.refresh == 0:
             due = torch.ones_like(due)
         if not due.any():
-            return self._cached(tokens, positions, rows, self.cache.select(rows))
+            return self._cached(tokens, positions, rows, self._rows(rows))
         if due.all():
             return self._record(tokens, positions, rows)
         # mixed: rows due for a refresh run whole, the others over their cache; row-major order kept
@@ -62,6 +63,10 @@ class StepNetwork:
         out[~due[owner]] = self._cached(tokens[cached], positions[cached], rows[cached],
                                         self.cache.select(rows[cached])).float()
         return out
+
+    def _rows(self, rows: torch.Tensor):
+        """The cache of ``rows`` (``nonzero`` order); all rows, the common case, without a copy."""
+        return self.cache if rows.numel() == self.start.numel() else self.cache.select(rows)
 
     def _cached(self, tokens, positions, rows, cache):
         logits, count = self.model.forward_cached(tokens, self.start[rows], cache, positions)
@@ -78,11 +83,6 @@ class StepNetwork:
         self.cache.assign(rows, kv)
         self.fresh[rows] = True
         return logits
-
-    @property
-    def width(self) -> int:
-        """The prompt width of the refresh cache: the longest prompt side of any row."""
-        return int(self.start.max())
 
 
 _SAID = set()

@@ -44,16 +44,7 @@ def download_archive(size: str, base_url: str, work: Path) -> Path:
     hint = f"download {name}.tar.gz.part* elsewhere and copy them into {work}"
     parts = [prepare_translation.fetch(f"{base_url}/{name}/{name}.tar.gz.part{i}", work / f"{name}.tar.gz.part{i}",
                                        hint) for i in range(PARTS[size])]
-    tmp = archive.with_name(archive.name + ".part")
-    with open(tmp, "wb") as joined:
-        for part in parts:
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, joined, 1 << 20)
-    tmp.replace(archive)
-    for part in parts:
-        part.unlink()
-    logger.info("%s: joined from %d parts", archive, len(parts))
-    return archive
+    return prepare_translation.join_parts(parts, archive)
 
 
 def unpack_release(archive: Path, size: str, out: Path) -> Path:

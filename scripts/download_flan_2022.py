@@ -44,17 +44,7 @@ def download_shard(name: str, base_url: str, out: Path) -> Path:
         return prepare_translation.fetch(f"{base_url}/{name}.gz", dest, hint)
     parts = [prepare_translation.fetch(f"{base_url}/{stem}_part{i}.jsonl.gz", out / f"{stem}_part{i}.jsonl.gz", hint)
              for i in range(1, PARTS[name] + 1)]
-    tmp = dest.with_name(dest.name + ".part")
-    with open(tmp, "wb") as joined:
-        for part in parts:
-            with open(part, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    joined.write(chunk)
-    tmp.replace(dest)
-    for part in parts:
-        part.unlink()
-    logger.info("%s: joined from %d parts", dest, len(parts))
-    return dest
+    return prepare_translation.join_parts(parts, dest)
 
 
 def main(argv=None) -> int:

@@ -167,6 +167,21 @@ def fetch(url: str, dest: Path, offline_hint: str) -> Path:
     return dest
 
 
+def join_parts(parts: List[Path], dest: Path) -> Path:
+    """``dest``: the files ``parts`` concatenated in order (through ``dest.part``, then renamed, so a
+    partial join never looks complete); the parts are removed afterwards."""
+    tmp = dest.with_name(dest.name + ".part")
+    with open(tmp, "wb") as joined:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, joined, 1 << 20)
+    tmp.replace(dest)
+    for part in parts:
+        part.unlink()
+    logger.info("%s: joined from %d parts", dest, len(parts))
+    return dest
+
+
 def read_lines(path: Path) -> Iterator[str]:
     """The lines of a UTF-8 text file (gzipped when the name ends in .gz): split at ``\\n`` only, ends
     kept, a leading BOM dropped. PrepareError on bad gzip/UTF-8 naming the 1-based line.

@@ -44,7 +44,7 @@ from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 from ..models.backbone import LENGTH_HEAD_FILE
-from .outputs import OutputPathError, check_out_dir, staged_dir
+from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 
 logger = logging.getLogger(__name__)
 
@@ -310,9 +310,7 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
                       overwrite: bool = False) -> dict:
     """Export the checkpoint ``path`` (a file or a folder) to the HF directory ``out_dir``; returns
     the content of its ``diffusion_config.json``."""
-    if os.path.lexists(out_dir) and not overwrite:
-        raise OutputPathError(f"{out_dir} already exists; pass --overwrite to replace the export there, or "
-                              "another --out")
+    refuse_existing(out_dir, overwrite, "export")
     ckpt, state = read_plugin_checkpoint(path)
     cfg = state["cfg"]
     data = data_dir(cfg, data, ckpt)

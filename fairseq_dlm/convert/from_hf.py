@@ -24,12 +24,11 @@ import torch
 
 from ..models.backbone import LENGTH_HEAD_FILE as LENGTH_HEAD
 from .export_hf import DIFFUSION_CONFIG, FORMAT, SPM_FILE
-from .outputs import OutputPathError, check_out_dir, staged_dir
-from .plugin_checkpoint import backbone_state, check_state_dict, training_cfg, write_checkpoint
+from .outputs import check_out_dir, refuse_existing, staged_dir
+from .plugin_checkpoint import CHECKPOINT, backbone_state, check_state_dict, training_cfg, write_checkpoint
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 TASKS = ("diffusion_lm", "diffusion_instruct")
 
 
@@ -121,9 +120,7 @@ def restore_settings(cfg: dict, meta: dict, hf_config: dict) -> dict:
 def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
     """Convert the exported directory ``src`` into ``out`` (see the module docstring); returns the report
     written to ``conversion.json`` (``length_head``: whether the checkpoint has a length head)."""
-    if os.path.lexists(out) and not overwrite:
-        raise OutputPathError(f"{out} already exists; pass --overwrite to replace the conversion there, or another "
-                              "--out")
+    refuse_existing(out, overwrite, "conversion")
     meta = read_export(src)
     check_out_dir(out, [src])
     hf_config, state = read_backbone(src)

@@ -33,13 +33,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .outputs import OutputPathError, check_out_dir, staged_dir
-from .plugin_checkpoint import (PRESET_ARCHS, backbone_state, check_state_dict, full_dictionary_lines,
+from .outputs import check_out_dir, refuse_existing, staged_dir
+from .plugin_checkpoint import (CHECKPOINT, PRESET_ARCHS, backbone_state, check_state_dict, full_dictionary_lines,
                                 training_cfg, write_checkpoint)
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 OUTPUT_FILES = (CHECKPOINT, "dict.txt", "sentencepiece.bpe.model", "args.json", "conversion.json")
 _STEP = re.compile(r"checkpoint-(\d+)")
 # (model_type, hidden, layers, ffn) → (preset name, attention heads)
@@ -90,12 +89,9 @@ def read_weights(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
     if "adapter_model.bin" in files or "adapter_model.safetensors" in files:
         raise OfficialCheckpointError(f"{ckpt_dir} holds a LoRA adapter, not full weights; merge it into the base "
                                       "model with peft (merge_and_unload) and save pytorch_model.bin first")
-    if "model.safetensors" in files:
-        from safetensors.torch import load_file
-
-        return load_file(str(ckpt_dir / "model.safetensors"))
-    if "pytorch_model.bin" in files:
-        return torch.load(ckpt_dir / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        if single in files:
+            return read_weights_file(ckpt_dir / single)
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if index in files:
             shards = sorted(set(json.loads((ckpt_dir / index).read_text())["weight_map"].values()))
@@ -111,6 +107,7 @@ def read_weights(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
 
 
 def read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
+    """One weights file: safetensors, or a torch pickle (memory-mapped, tensors only)."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -240,9 +237,7 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
                      cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False) -> dict:
     """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt``,
     ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report."""
-    if os.path.exists(out_dir) and not overwrite:
-        raise OutputPathError(f"{out_dir} already exists; pass --overwrite to replace the conversion there, or "
-                              "another --out")
+    refuse_existing(out_dir, overwrite, "conversion")
     args_path, ckpt_dir, found_step = find_release(src, step)
     check_out_dir(out_dir, [str(args_path.parent)])
     try:

@@ -56,6 +56,12 @@ def _check_parent(out: str, what: str) -> None:
     _probe_writable(base, what, out)
 
 
+def refuse_existing(out: str, overwrite: bool, what: str) -> None:
+    """An existing ``out`` is kept unless ``overwrite`` (``--overwrite``); ``what`` names the output."""
+    if os.path.lexists(out) and not overwrite:
+        raise OutputPathError(f"{out} already exists; pass --overwrite to replace the {what} there, or another --out")
+
+
 def check_out_dir(out_dir: str, sources: Sequence[str] = ()) -> None:
     """Refuse an output directory that is a file, not writable, or equal to / inside a source directory.
 

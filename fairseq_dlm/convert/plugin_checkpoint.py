@@ -20,24 +20,15 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..recipes.settings import full_dictionary_lines  # noqa: F401  (the converters' dictionary)
 from .outputs import staged_file
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT = "checkpoint.pt"  # the file a converter writes (``--ckpt`` folders resolve it too)
 USER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESET_ARCHS = {"xlm-roberta-base": "xlmr_diffusion_base", "xlm-roberta-large": "xlmr_diffusion_large",
                 "xlm-roberta-xl": "xlmr_diffusion_xl", "xlm-roberta-xxl": "xlmr_diffusion_xxl"}
-
-
-def full_dictionary_lines(spm_model: str) -> List[str]:
-    """XLM-R's ``dict.txt`` for a SentencePiece model: pieces ``3..n-1``, one ``piece 1`` line each.
-
-    With fairseq's four specials in front and ``<mask>`` appended, dictionary index ``i`` is the HF
-    XLM-R tokenizer's id ``i`` (``<s> <pad> </s> <unk>``, piece ``k ≥ 3`` → ``k + 1``, ``<mask>`` last)."""
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=spm_model)
-    return [f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())]
 
 
 def training_cfg(data_dir: str, task: str, arch: str, length_head: bool, backbone_state: dict) -> dict:

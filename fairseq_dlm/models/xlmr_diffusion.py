@@ -231,23 +231,26 @@ class XLMRDiffusionModel(BaseFairseqModel):
     def output_dim(self) -> int:
         return self.hf.config.vocab_size
 
-    def _attention(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor], dtype) -> torch.Tensor:
+    def _mask_dtype(self, tokens: torch.Tensor) -> torch.dtype:
+        """The dtype of the attention scores an additive mask is added to (autocast's, else the weights')."""
+        if torch.is_autocast_enabled(tokens.device.type):
+            return torch.get_autocast_dtype(tokens.device.type)
+        return self.hf.base_model.embeddings.word_embeddings.weight.dtype
+
+    def _attention(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """``[B, L]`` key-padding mask (full attention), or the ``[B, 1, L, L]`` prefix-LM mask."""
         valid = tokens.ne(self.pad)
         if not self.prefix_lm:
             return valid.long()
         if prompt_mask is None:
             raise ValueError("a prefix_lm model needs the prompt mask of its input (which tokens are the prompt)")
-        return additive_mask(prefix_lm_allowed(valid, prompt_mask), dtype)
+        return additive_mask(prefix_lm_allowed(valid, prompt_mask), self._mask_dtype(tokens))
 
     def features(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor] = None, cache=None) -> torch.Tensor:
         """``[B, L]`` tokens → ``[B, L, H]`` final hidden states; pad keys masked, positions explicit
         (``pad + 1 + column``), prefix-LM attention when the model has it (``prompt_mask`` ``[B, L]``).
         ``cache``: a :class:`~fairseq_dlm.models.prompt_cache.RecordKV` that records every layer's keys/values."""
-        dtype = self.hf.base_model.embeddings.word_embeddings.weight.dtype
-        if torch.is_autocast_enabled(tokens.device.type):
-            dtype = torch.get_autocast_dtype(tokens.device.type)
-        out = self.hf.base_model(input_ids=tokens, attention_mask=self._attention(tokens, prompt_mask, dtype),
+        out = self.hf.base_model(input_ids=tokens, attention_mask=self._attention(tokens, prompt_mask),
                                  position_ids=position_ids(tokens, self.pad), cache=cache)
         return out.last_hidden_state
 
@@ -307,14 +310,11 @@ class XLMRDiffusionModel(BaseFairseqModel):
         ``positions`` ``[B, L]`` bool (slots, all on the response side) as in :meth:`forward`."""
         rows, columns = response_rows(tokens, start, self.pad)
         valid = rows.ne(self.pad)
-        dtype = self.hf.base_model.embeddings.word_embeddings.weight.dtype
-        if torch.is_autocast_enabled(tokens.device.type):
-            dtype = torch.get_autocast_dtype(tokens.device.type)
         keys = torch.cat([cache.valid, valid], dim=1)  # [B, P + W]
         allowed = keys.unsqueeze(1).expand(-1, rows.size(1), -1)
         pos = torch.where(columns >= 0, columns + self.pad + 1, torch.full_like(columns, self.pad))
-        out = self.hf.base_model(input_ids=rows, attention_mask=additive_mask(allowed, dtype), position_ids=pos,
-                                 cache=cache)
+        mask = additive_mask(allowed, self._mask_dtype(tokens))
+        out = self.hf.base_model(input_ids=rows, attention_mask=mask, position_ids=pos, cache=cache)
         picked = positions.gather(1, columns.clamp(min=0)) & (columns >= 0)
         return self.output_layer(out.last_hidden_state[picked]), int(valid.sum())
 

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional
 
 from .checkpoint_choice import resolve_checkpoint
 from .flags import FlagError, positive_int
-from .settings import arch_for, ds_config_flags, fix_direction, resolve_pretrained, split_extra
+from .settings import (arch_for, ds_config_flags, fix_direction, full_dictionary_lines, resolve_pretrained,
+                       split_extra)
 
 USER_DIR = str(Path(__file__).resolve().parents[1])
 TASK_LR, INSTRUCT_LR = "5e-5", "1e-5"  # task-specific tuning and FLAN 2022 (SPEC §8)
@@ -179,13 +180,10 @@ def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: s
     if not dictionary.is_file():
         dictionary = Path(output_dir) / "dict.txt"
         if not dictionary.is_file():
-            import sentencepiece
-
-            sp = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+            lines = full_dictionary_lines(str(spm))
             dictionary.parent.mkdir(parents=True, exist_ok=True)
-            dictionary.write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
-                                  encoding="utf-8")
-            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({sp.get_piece_size() - 3} pieces of "
+            dictionary.write_text("".join(lines), encoding="utf-8")
+            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({len(lines)} pieces of "
                          f"{spm.name}) to {dictionary}")
     notes.append(f"tokenizer: {spm} and {dictionary} (--data_path holds only shards)")
     return ["--spm-model", str(spm), "--dict", str(dictionary)]
