@@ -22,6 +22,14 @@ CMLM/transformer 6+6 × 384), bf16. ``--dlm-threshold τ`` adds a row: the pretr
 model decoded once more with confidence-threshold decoding (SPEC's fast path), no extra training.
 Test sets are fairseq splits of the data folder: prepare further Multi30k years, or a small
 subset for CPU checks, with ``scripts/prepare_translation.py --splits ... test1=PREFIX``.
+
+``--speed`` (issue 12's decoding-speed table) adds a fifth system, ``dlm_prefix``: the pretrained
+model trained with ``--attention-strategy prefix_lm`` under the same budget, and decodes the same
+test sets once more with the speed options — full attention with the approximate prompt cache
+(``--prompt-cache-refresh`` 2, 5, 0), length beam 1, dynamic int8; prefix_lm with its exact cache,
+without it, LB = 1 and int8; the transformer greedy as well as beam 5 — with the backbone tokens
+per sentence the generator counts.  ``--decode-only`` decodes the systems an earlier run left in
+``--work`` again (after a decoder change) without training them anew.
 """
 import argparse
 import json
@@ -75,8 +83,9 @@ def speed_and_nfe(log_file, gen_file, system):
     out = {"sentences_per_second": float(m.group(3)) if m else None}
     text = Path(gen_file).read_text(encoding="utf-8")
     if system.startswith("dlm"):
-        nfe = re.findall(r"([\d.]+) network evaluations per sentence", log)
-        out["nfe_per_sentence"] = float(nfe[-1]) if nfe else None
+        nfe = re.findall(r"([\d.]+) network evaluations per sentence, ([\d.]+) backbone tokens", log)
+        out["nfe_per_sentence"] = float(nfe[-1][0]) if nfe else None
+        out["backbone_tokens_per_sentence"] = float(nfe[-1][1]) if nfe else None
     elif system == "cmlm":  # decoder passes: iterations of every length candidate + the encoder/length pass
         steps = [int(s) for s in re.findall(r"^I-\d+\t(\d+)$", text, re.M)]
         out["nfe_per_sentence"] = round(sum(steps) / max(len(steps), 1) + 1, 2) if steps else None
@@ -105,6 +114,9 @@ def train_systems(a, work, gpu):
         "dlm_pretrained": ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4], []),
         "dlm_scratch": ([*dlm, *scratch_size, "--lr", 7e-4], ["--label-smoothing", 0.1]),
     }
+    if a.speed:  # the same pretrained model with prefix-LM attention (its prompt cache is exact)
+        systems["dlm_prefix"] = ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4,
+                                  "--attention-strategy", "prefix_lm"], [])
     L, D, F, H = SIZES[a.scale]
     size = ["--encoder-layers", L, "--decoder-layers", L, "--encoder-embed-dim", D, "--decoder-embed-dim", D,
             "--encoder-ffn-embed-dim", F, "--decoder-ffn-embed-dim", F, "--encoder-attention-heads", H,
@@ -140,6 +152,19 @@ def train_systems(a, work, gpu):
     return ckpts
 
 
+def trained_checkpoints(a, work):
+    """``{system: checkpoint}`` of an earlier run in ``work`` (``--decode-only``)."""
+    found = {}
+    for name in ("dlm_pretrained", "dlm_scratch", "dlm_prefix", "cmlm", "transformer"):
+        ckpt = work / name / ("length" if name.startswith("dlm") else "") / "checkpoint_last.pt"
+        if ckpt.exists() and (not a.only or name in a.only):
+            found[name] = ckpt
+    if not found:
+        raise SystemExit(f"--decode-only: no trained system in {work} (expected e.g. {work}/transformer/"
+                         "checkpoint_last.pt); run without --decode-only first")
+    return found
+
+
 def decoding_rows(a, ckpts):
     """Rows of the table: every system with its usual decoding, plus (``--dlm-threshold τ``) the
     pretrained diffusion model again with confidence-threshold decoding (no extra training).
@@ -151,7 +176,31 @@ def decoding_rows(a, ckpts):
         if name == "dlm_pretrained" and a.dlm_threshold:
             rows[f"{name} τ={a.dlm_threshold:g}"] = (
                 name, ckpt, ["--decoding-strategy", "threshold", "--confidence-threshold", a.dlm_threshold])
+        if a.speed:
+            for label, extra in SPEED_ROWS.get(name, ()):
+                rows[f"{name} {label}"] = (name, ckpt, extra)
     return rows
+
+
+LB1 = ["--iter-decode-with-beam", 1]
+SPEED_ROWS = {  # --speed: the decoding-speed options of issue 12, each on the same trained model
+    "dlm_pretrained": [
+        ("LB=1", LB1),
+        ("R=2", ["--prompt-cache-refresh", 2]),
+        ("R=5", ["--prompt-cache-refresh", 5]),
+        ("R=0", ["--prompt-cache-refresh", 0]),
+        ("R=0 LB=1", ["--prompt-cache-refresh", 0, *LB1]),
+        ("int8", ["--quantize-dynamic"]),
+        ("R=0 LB=1 int8", ["--prompt-cache-refresh", 0, *LB1, "--quantize-dynamic"]),
+    ],
+    "dlm_prefix": [
+        ("no cache", ["--no-prompt-cache"]),
+        ("LB=1", LB1),
+        ("int8", ["--quantize-dynamic"]),
+        ("LB=1 int8", [*LB1, "--quantize-dynamic"]),
+    ],
+    "transformer": [("greedy", ["--beam", 1])],
+}
 
 
 def decode(a, work, gpu, row, system, ckpt, extra, subset):
@@ -189,6 +238,11 @@ def main():
     p.add_argument("--dlm-threshold", type=float, default=0.9,
                    help="also decode dlm_pretrained with --decoding-strategy threshold at this τ (0: skip)")
     p.add_argument("--only", nargs="*", default=None, help="subset of systems to run")
+    p.add_argument("--speed", action="store_true",
+                   help="issue 12's decoding-speed table: also train dlm_prefix (prefix-LM attention, same budget) "
+                        "and decode with the prompt cache (R = 2, 5, 0), LB = 1, int8 and AR greedy")
+    p.add_argument("--decode-only", action="store_true",
+                   help="reuse the checkpoints already in --work (no training; the updates are read from its logs)")
     p.add_argument("--work", default=str(ROOT / "runs" / "benchmark"), help="working directory")
     p.add_argument("--json", default=None, help="results JSON (default WORK/results.json)")
     a = p.parse_args()
@@ -197,12 +251,15 @@ def main():
     gpu = torch.cuda.is_available()
     a.scale = a.scale or ("full" if gpu else "check")
     work = Path(a.work)
-    if work.exists():  # every system trains from scratch for exactly its budget
+    if a.decode_only:
+        ckpts = trained_checkpoints(a, work)
+    elif work.exists():  # every system trains from scratch for exactly its budget
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name() if gpu else f"CPU ({os.cpu_count()} cores)"
     t0 = time.time()
-    ckpts = train_systems(a, work, gpu)
+    if not a.decode_only:
+        ckpts = train_systems(a, work, gpu)
     updates = {name: {stage: updates_done(log) for stage in ("train", "length")
                       if (log := work / f"{name}.{stage}.log").exists()} for name in ckpts}
     out = Path(a.json or work / "results.json")
@@ -219,11 +276,13 @@ def main():
             save(results)
     for subset, table in results.items():
         print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}")
-        print(f"{'system':<22} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9}")
+        print(f"{'system':<30} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9} {'tokens/sent':>12}")
         for n, r in table.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
             nfe = "-" if r["nfe_per_sentence"] is None else f"{r['nfe_per_sentence']:.1f}"
-            print(f"{n:<22} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9}")
+            tok = r.get("backbone_tokens_per_sentence")
+            tok = "-" if tok is None else f"{tok:.1f}"
+            print(f"{n:<30} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9} {tok:>12}")
         print("sacrebleu " + next(iter(table.values()))["signature"])
     print("updates in the budget: " + ", ".join(
         f"{n} {u['train']}" + (f" + {u['length']} length" if "length" in u else "") for n, u in updates.items()))

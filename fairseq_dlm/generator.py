@@ -307,7 +307,7 @@ class DiffusionGenerator:
         start, prompt_mask = prompt_side(src[owner], self.pad, canvas.size(1))
         self._net = StepNetwork(models[0], mode, start, prompt_mask,
                                 None if example_cache is None else example_cache.select(owner),
-                                self.options.prompt_cache_refresh)
+                                self.options.prompt_cache_refresh, owner)
         rng = RowRandom(self.seed, ids[owner].tolist(), cand)
         try:
             state, used = self.denoise(models, init_state(canvas, slots, keep_history=self.retain_history), rng)

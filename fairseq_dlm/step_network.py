@@ -8,10 +8,14 @@ Three modes (see :mod:`fairseq_dlm.models.prompt_cache` for the attention layout
 * ``exact`` — a ``prefix_lm`` model: the prompt's keys/values are computed once per *example* (from
   the length head's pass when the length head is used) and shared by all its length candidates and
   steps; each step runs the backbone over ``[response slots, </s>]`` only.  Same hypotheses as ``off``;
-* ``refresh`` — a ``full`` model with ``--prompt-cache-refresh R`` (R ≠ 1): a row's step runs the
-  whole canvas and records its prompt keys/values when it has none yet or when ``(s - 1) % R == 0``
-  (``R = 0``: only its first step), and otherwise the response only over the recorded (stale)
-  prompt keys/values — an approximation in the spirit of Fast-dLLM's prefix cache.
+* ``refresh`` — a ``full`` model with ``--prompt-cache-refresh R`` (R ≠ 1): the prompt's keys/values
+  are recorded when a row has none yet or when ``(s - 1) % R == 0`` (``R = 0``: only its first
+  step), and otherwise reused (stale) while each step runs the response only — an approximation in
+  the spirit of Fast-dLLM's prefix cache.  The length candidates of an example share one prompt
+  computation: at a refresh the example's first due candidate runs its whole canvas, and the
+  prompt keys/values it records serve its other candidates too, which run their response only.
+  (Under full attention the prompt's states depend on the canvas, so sharing them is part of the
+  approximation; ``R = 1`` stays exact and shares nothing.)
 """
 import logging
 import torch
@@ -29,12 +33,15 @@ class StepNetwork:
         prompt_mask: ``[R, W]`` bool, the prompt side of each canvas (``<s>`` and the prompt).
         cache: ``exact``: the candidates' :class:`~fairseq_dlm.models.prompt_cache.PromptKV` (``[R]`` rows).
         refresh: ``refresh``: R.
+        owner: ``refresh``: ``[R]`` each row's example (its length candidates share a prompt
+            computation); ``None``: every row its own.
     """
 
     def __init__(self, model, mode: str, start: torch.Tensor, prompt_mask: torch.Tensor, cache=None,
-                 refresh: int = 1):
+                 refresh: int = 1, owner=None):
         self.model, self.mode, self.start, self.prompt_mask = model, mode, start, prompt_mask
         self.cache, self.refresh = cache, refresh
+        self.owner = torch.arange(start.numel(), device=start.device) if owner is None else owner
         self.width = int(start.max()) if start.numel() else 0  # refresh cache: the widest prompt side of any row
         self.fresh = torch.zeros(start.numel(), dtype=torch.bool, device=start.device)  # rows with a cache
         self.forward_tokens = 0  # tokens run through the backbone (a cost measure)
@@ -53,16 +60,31 @@ class StepNetwork:
             due = torch.ones_like(due)
         if not due.any():
             return self._cached(tokens, positions, rows, self._rows(rows))
-        if due.all():
+        lead = self._leaders(rows, due)
+        if lead.all():
             return self._record(tokens, positions, rows)
-        # mixed: rows due for a refresh run whole, the others over their cache; row-major order kept
+        # mixed: the leaders run whole (recording), their examples' other due candidates take the
+        # leaders' fresh prompt keys/values, and every non-leader runs over its cache; row-major order kept
         out = torch.empty(int(positions.sum()), self.model.output_dim, dtype=torch.float, device=tokens.device)
-        owner = torch.arange(tokens.size(0), device=tokens.device).unsqueeze(1).expand_as(positions)[positions]
-        full, cached = due.nonzero().squeeze(1), (~due).nonzero().squeeze(1)
-        out[due[owner]] = self._record(tokens[full], positions[full], rows[full]).float()
-        out[~due[owner]] = self._cached(tokens[cached], positions[cached], rows[cached],
-                                        self.cache.select(rows[cached])).float()
+        slot_row = torch.arange(tokens.size(0), device=tokens.device).unsqueeze(1).expand_as(positions)[positions]
+        full, rest = lead.nonzero().squeeze(1), (~lead).nonzero().squeeze(1)
+        out[lead[slot_row]] = self._record(tokens[full], positions[full], rows[full]).float()
+        follow = due & ~lead
+        if follow.any():
+            examples = self.owner[rows]
+            source = (examples[follow].unsqueeze(1) == examples[full].unsqueeze(0)).int().argmax(dim=1)
+            self.cache.assign(rows[follow], self.cache.select(rows[full][source]))
+            self.fresh[rows[follow]] = True
+        out[~lead[slot_row]] = self._cached(tokens[rest], positions[rest], rows[rest],
+                                            self.cache.select(rows[rest])).float()
         return out
+
+    def _leaders(self, rows: torch.Tensor, due: torch.Tensor) -> torch.Tensor:
+        """``[r]`` bool: the due rows that run whole — the first due candidate of each example."""
+        examples = self.owner[rows]
+        order = torch.arange(rows.numel(), device=rows.device)
+        earlier = (examples.unsqueeze(1) == examples.unsqueeze(0)) & (order.unsqueeze(0) < order.unsqueeze(1))
+        return due & ~(earlier & due.unsqueeze(0)).any(dim=1)
 
     def _rows(self, rows: torch.Tensor):
         """The cache of ``rows`` (``nonzero`` order); all rows, the common case, without a copy."""

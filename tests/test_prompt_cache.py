@@ -133,3 +133,48 @@ def test_misuse_warnings(prefix_models, reverse_model, reverse_data):
     proc = cli("generate", reverse_data, "--user-dir", REVERSE_TRAIN[1], "--task", "diffusion_lm", "--path", ckpt,
                "--cpu", "--gen-subset", "test", "--oracle-length", "--prompt-cache-refresh", -1, check=False)
     assert proc.returncode != 0 and "--prompt-cache-refresh must be ≥ 0" in proc.stderr
+
+
+def test_full_attention_candidates_share_one_prompt_computation(reverse_model, reverse_data):
+    """Refresh mode, LB = 3: at a refresh only each example's first candidate runs its whole canvas;
+    its prompt keys/values serve the example's other candidates, which run their response only."""
+    from fairseq.data import Dictionary, data_utils
+
+    from fairseq_dlm.diffusion.layout import build_canvas
+    from fairseq_dlm.step_network import StepNetwork, prompt_side
+
+    model = _load(reverse_model, reverse_data).models[0]
+    d = Dictionary.load(str(reverse_data / "dict.src.txt"))
+    src_ds = data_utils.load_indexed_dataset(str(reverse_data / "test.src-tgt.src"), d)
+    prompts = [src_ds[0], src_ds[1]]
+    width = max(p.numel() for p in prompts)
+    src = torch.full((2, width), d.pad(), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        src[i, : p.numel()] = p
+    owner = torch.tensor([0, 0, 0, 1, 1, 1])
+    lengths = torch.tensor([5, 4, 6, 3, 5, 4])
+    canvas, slots = build_canvas(src[owner], lengths, d.pad(), d.bos(), d.eos(), d.index("<mask>"))
+    start, prompt_mask = prompt_side(src[owner], d.pad(), canvas.size(1))
+    rows = torch.arange(6)
+    with torch.no_grad():
+        net = StepNetwork(model, "refresh", start, prompt_mask, refresh=0, owner=owner)
+        logits = net(canvas, slots, rows, step=1)
+        whole = model(canvas, positions=slots)
+    leaders, followers = [0, 3], [1, 2, 4, 5]
+    # the leaders' logits are the whole-canvas ones; everyone now holds its leader's prompt keys/values
+    per_row = torch.split(logits, lengths.tolist())
+    per_row_whole = torch.split(whole, lengths.tolist())
+    for r in leaders:
+        assert torch.allclose(per_row[r], per_row_whole[r], atol=1e-4)
+    for r in followers:
+        lead = leaders[int(owner[r])]
+        assert all(torch.equal(k[r], k[lead]) for k in net.cache.keys + net.cache.values)
+    assert bool(net.fresh.all())
+    run = sum(int(canvas[r].ne(d.pad()).sum()) for r in leaders)
+    run += sum(int(canvas[r, int(start[r]):].ne(d.pad()).sum()) for r in followers)  # response + </s>
+    assert net.forward_tokens == run < int(canvas.ne(d.pad()).sum())
+    # without an owner every candidate records its own canvas (the previous behaviour)
+    with torch.no_grad():
+        alone = StepNetwork(model, "refresh", start, prompt_mask, refresh=0)
+        alone(canvas, slots, rows, step=1)
+    assert alone.forward_tokens == int(canvas.ne(d.pad()).sum())
