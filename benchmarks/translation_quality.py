@@ -27,7 +27,7 @@ subset for CPU checks, with ``scripts/prepare_translation.py --splits ... test1=
 model trained with ``--attention-strategy prefix_lm`` under the same budget, and decodes the same
 test sets once more with the speed options — full attention with the approximate prompt cache
 (``--prompt-cache-refresh`` 2, 5, 0), length beam 1, dynamic int8; prefix_lm with its exact cache,
-without it, LB = 1 and int8; the transformer greedy as well as beam 5 — with the backbone tokens
+without it, LB = 1, int8 and S = 6 steps; the transformer greedy as well as beam 5 — with the backbone tokens
 per sentence the generator counts.  ``--decode-only`` decodes the systems an earlier run left in
 ``--work`` again (after a decoder change) without training them anew.
 """
@@ -183,6 +183,7 @@ def decoding_rows(a, ckpts):
 
 
 LB1 = ["--iter-decode-with-beam", 1]
+S6 = ["--iter-decode-max-iter", 6]
 SPEED_ROWS = {  # --speed: the decoding-speed options of issue 12, each on the same trained model
     "dlm_pretrained": [
         ("LB=1", LB1),
@@ -192,12 +193,15 @@ SPEED_ROWS = {  # --speed: the decoding-speed options of issue 12, each on the s
         ("R=0 LB=1", ["--prompt-cache-refresh", 0, *LB1]),
         ("int8", ["--quantize-dynamic"]),
         ("R=0 LB=1 int8", ["--prompt-cache-refresh", 0, *LB1, "--quantize-dynamic"]),
+        ("R=0 S=6", ["--prompt-cache-refresh", 0, *S6]),
     ],
     "dlm_prefix": [
         ("no cache", ["--no-prompt-cache"]),
         ("LB=1", LB1),
         ("int8", ["--quantize-dynamic"]),
         ("LB=1 int8", [*LB1, "--quantize-dynamic"]),
+        ("S=6", S6),
+        ("S=6 LB=1", [*S6, *LB1]),
     ],
     "transformer": [("greedy", ["--beam", 1])],
 }

@@ -240,7 +240,8 @@ class DiffusionGenerator:
             else:
                 logits = self._logits(model, tokens, positions, rows).float()
             logits[:, self.banned] = float("-inf")
-            out.append(torch.log_softmax(logits, dim=-1))
+            # in place: the logits are this call's own, and a fresh [n, V] array costs more than the softmax
+            out.append(torch.log_softmax(logits, dim=-1, out=logits))
         if len(out) == 1:
             return out[0]
         return torch.logsumexp(torch.stack(out), dim=0) - math.log(len(out))
