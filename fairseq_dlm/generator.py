@@ -101,7 +101,8 @@ class DiffusionGenerationConfig(FairseqDataclass):
     quantize_dynamic: bool = field(
         default=DEFAULTS.quantize_dynamic,
         metadata={"help": "CPU decoding: the backbone's linear layers in dynamic int8 (torch.ao.quantization."
-                          "quantize_dynamic); faster on CPUs, at a small quality cost"},
+                          "quantize_dynamic); faster on CPUs, at a quality cost to measure on your model (none on the toy "
+                          "task, 3-4 BLEU on the README's Multi30k models)"},
     )
     no_prompt_cache: bool = field(
         default=False,
