@@ -47,8 +47,9 @@ CONFIGS = [
 ]
 
 
-def load(path, data):
+def load(path, data, split):
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={"data": data})
+    task.load_dataset(split)
     return models[0].eval(), task
 
 
@@ -67,13 +68,17 @@ def main() -> int:
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     paths = {"full": a.full, "prefix": a.prefix}
-    rows = []
+    rows, loaded = [], {}
     for name, which, options in CONFIGS:
         if a.configs and name not in a.configs or paths[which] is None:
             continue
         for beam in a.length_beams:
-            model, task = load(paths[which], a.data)  # fresh: int8 replaces the weights in place
-            task.load_dataset(a.split)
+            if options.get("quantize_dynamic"):  # int8 replaces the weights in place: a copy of its own
+                model, task = load(paths[which], a.data, a.split)
+            else:
+                if which not in loaded:
+                    loaded[which] = load(paths[which], a.data, a.split)
+                model, task = loaded[which]
             ds = task.datasets[a.split]
             gen = DiffusionGenerator(task.target_dictionary, max_iter=a.steps, length_beam=beam, **options)
             warm = ds.collater([ds[i] for i in range(min(a.batch_size, len(ds)))])

@@ -81,9 +81,9 @@ class DiffusionLMCriterion(FairseqCriterion):
             lengths = tokens.ne(self.pad).sum(dim=1).tolist()
             t_a, t_b, uniforms = per_example_draws(lengths, ids.tolist(), tokens.size(1), self.T, VALID_SEED,
                                                    tokens.device)
-        else:
+        elif self.fixed_ratio is None:
             t_a, t_b = sample_timesteps(bsz, self.T, tokens.device)
-        if self.fixed_ratio is not None:
+        if self.fixed_ratio is not None:  # the timesteps are fixed (the validation uniforms still per example)
             t_a, t_b = fixed_timesteps(bsz, self.T, self.fixed_ratio, tokens.device)
         mask_a, mask_b = coupled_masks(maskable, t_a, t_b, self.T, uniforms=uniforms)
         masks = torch.cat([mask_a, mask_b])

@@ -79,10 +79,9 @@ class PromptKV:
         self.keys, self.values, self.valid = keys, values, valid
 
     @classmethod
-    def from_record(cls, record: RecordKV, valid: torch.Tensor, width: Optional[int] = None) -> "PromptKV":
-        """The first ``width`` (default: all) positions of a recorded pass; ``valid`` ``[B, width]``."""
-        w = valid.size(1) if width is None else width
-        return cls([k[:, :, :w] for k in record.keys], [v[:, :, :w] for v in record.values], valid[:, :w])
+    def from_record(cls, record: RecordKV, valid: torch.Tensor) -> "PromptKV":
+        """The keys/values of a recorded pass over prompt rows; ``valid`` ``[B, P]``: their non-pad positions."""
+        return cls(record.keys, record.values, valid)
 
     def select(self, rows: torch.Tensor) -> "PromptKV":
         """The cache of ``rows`` (``[R]`` long: e.g. each candidate's example)."""
@@ -107,10 +106,6 @@ class PromptKV:
         return keys, values
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.valid.size(1)
-
-    @property
-    def width(self) -> int:
         return self.valid.size(1)
 
 

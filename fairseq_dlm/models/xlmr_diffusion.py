@@ -312,9 +312,9 @@ class XLMRDiffusionModel(BaseFairseqModel):
         valid = rows.ne(self.pad)
         keys = torch.cat([cache.valid, valid], dim=1)  # [B, P + W]
         allowed = keys.unsqueeze(1).expand(-1, rows.size(1), -1)
-        pos = torch.where(columns >= 0, columns + self.pad + 1, torch.full_like(columns, self.pad))
         mask = additive_mask(allowed, self._mask_dtype(tokens))
-        out = self.hf.base_model(input_ids=rows, attention_mask=mask, position_ids=pos, cache=cache)
+        out = self.hf.base_model(input_ids=rows, attention_mask=mask, position_ids=position_ids(rows, self.pad, start),
+                                 cache=cache)
         picked = positions.gather(1, columns.clamp(min=0)) & (columns >= 0)
         return self.output_layer(out.last_hidden_state[picked]), int(valid.sum())
 
