@@ -6,9 +6,10 @@ the optimizer ``torch_adamw``, the LR scheduler ``log_warmup_constant`` and the 
 (``fairseq-generate --scoring rouge``); :class:`DiffusionLM` is the Python API
 (``DiffusionLM.from_pretrained(PATH).generate([...])``).
 """
-from . import compat
+from . import compat, errors
 
 compat.install()
+errors.install_cli_hook()  # fairseq-* tools: a UserError is one line, not a stack trace
 
 from . import criterions, models, optim, tasks  # noqa: E402,F401
 from .metrics import fairseq_scorers  # noqa: E402,F401

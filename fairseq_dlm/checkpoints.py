@@ -11,9 +11,9 @@ import logging
 import os
 from typing import Optional
 
-import torch
-
+from . import safe_load
 from .compat_checkpoints import damage, newest_complete_checkpoint
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +21,9 @@ LAST = "checkpoint_last.pt"
 
 
 def read_checkpoint(path: str) -> dict:
-    """The whole checkpoint dict of ``path`` on the CPU (memory-mapped when possible)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=False)  # legacy (non-zip) format
+    """The whole checkpoint dict of ``path`` on the CPU (memory-mapped when possible), through the
+    allow-list of :mod:`fairseq_dlm.safe_load`."""
+    return safe_load.load(path)
 
 
 def training_seconds(path) -> float:
@@ -88,7 +84,7 @@ def _check_same_stage(last: str, finetune_from_model: str, save_dir: str) -> Non
     previous = (cfg.get("checkpoint") or {}).get("finetune_from_model")
     if _same_file(previous, finetune_from_model):
         return  # this stage was interrupted and is resumed: fine
-    raise ValueError(
+    raise ConfigError(
         f"--save-dir {save_dir} already holds {os.path.basename(last)} of another run "
         f"(trained {'from ' + previous if previous else 'without --finetune-from-model'}); fairseq would resume "
         f"it instead of starting from --finetune-from-model {finetune_from_model}. Give this stage a new "

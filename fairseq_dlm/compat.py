@@ -1,22 +1,37 @@
 """Compatibility shims for the ``fairseq-fixed`` 0.12.3.1 fork on recent torch (the only one).
 
-torch ≥ 2.6 defaults ``torch.load(weights_only=True)``, which cannot unpickle the
-``argparse.Namespace``/omegaconf objects inside fairseq checkpoints (ENVIRONMENT.md B1:
-``Unsupported global: GLOBAL argparse.Namespace``).  Upstream fairseq fixed this in 2025; the
-fork did not.  We do not patch fairseq's files: instead the ``torch`` name *inside*
-``fairseq.checkpoint_utils`` is replaced by a proxy whose ``load`` defaults to
-``weights_only=False``.  Every other module, and every explicit ``weights_only=`` argument, is
-untouched.  Only load checkpoints you trust (pickle can execute code), as with any fairseq
-checkpoint.
+fairseq's checkpoint loading calls ``torch.load`` without ``weights_only``: on torch ≥ 2.6 the
+default ``weights_only=True`` cannot unpickle the ``argparse.Namespace``/omegaconf objects of older
+fairseq checkpoints (ENVIRONMENT.md B1), and ``weights_only=False`` would let a downloaded file run
+code.  We do not patch fairseq's files: instead the ``torch`` name *inside*
+``fairseq.checkpoint_utils`` is replaced by a proxy whose ``load`` is
+:func:`fairseq_dlm.safe_load.torch_load` (``weights_only=True`` with the allow-list of what fairseq
+checkpoints hold; ``--trust-checkpoint`` opts out).  Every other module is untouched.
 
 The checkpoint-*file* shims live in :mod:`fairseq_dlm.compat_checkpoints`, installed by
 :func:`install` too: atomic copies to ``checkpoint_last.pt``/``checkpoint_best.pt`` (a kill
 during a save no longer destroys them), a clear error for a truncated or corrupt checkpoint,
 and a resume that falls back, with a warning, to the newest complete checkpoint.
+
+**No abort at exit.** fairseq's ``BufferedIterator`` fills its queue from a *daemon* thread
+(``BackgroundConsumer``) that collates batches with torch ops (``--num-workers 0``: all of the
+collation).  When training stops at ``--max-update`` mid-epoch the thread is still filling; if it is
+inside a torch op when the interpreter finalizes, CPython ends the thread with ``pthread_exit``,
+whose forced unwinding through torch's C++ frames calls ``std::terminate``: rc 134, "terminate
+called without an active exception" after "done training" (intermittent; frequent under load).
+:func:`stop_data_threads`, registered with ``atexit`` (which runs before finalization), lets each
+such thread finish its current batch and return.
 """
+import atexit
 import functools
+import logging
+import queue
+import threading
+import time
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 _PATCHED = False
 
@@ -32,7 +47,7 @@ class _TorchProxy:
 
 
 def install() -> None:
-    """Scope the ``weights_only=False`` default to fairseq's own checkpoint loading, and install
+    """Load fairseq's checkpoints through the allow-list of :mod:`fairseq_dlm.safe_load`, and install
     the checkpoint-file shims of :mod:`fairseq_dlm.compat_checkpoints` (idempotent)."""
     global _PATCHED
     if _PATCHED:
@@ -43,13 +58,38 @@ def install() -> None:
 
     compat_checkpoints.install()
 
-    @functools.wraps(torch.load)
-    def _load(*args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return torch.load(*args, **kwargs)
+    from .safe_load import torch_load
 
-    checkpoint_utils.torch = _TorchProxy(_load)
+    checkpoint_utils.torch = _TorchProxy(functools.wraps(torch.load)(torch_load))
+    atexit.register(stop_data_threads)
     _PATCHED = True
+
+
+def stop_data_threads(timeout: float = 60.0) -> int:
+    """Stop fairseq's ``BackgroundConsumer`` threads (see the module docstring); how many were stopped.
+
+    Each is told to stop after the batch it is collating (its ``_max_len``), and its queue is drained
+    so that neither that batch nor the end marker blocks it; it is then joined."""
+    from fairseq.data.iterators import BackgroundConsumer
+
+    stopped = 0
+    for thread in threading.enumerate():
+        if not isinstance(thread, BackgroundConsumer) or not thread.is_alive():
+            continue
+        thread._max_len = 0  # `count >= _max_len` after its current put: break, then put the end marker
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                while True:
+                    thread._queue.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(0.01)
+        if thread.is_alive():
+            logger.warning("a data-loading thread did not stop within %.0f s; the process may abort at exit", timeout)
+        else:
+            stopped += 1
+    return stopped
 
 
 def complete_batches(indices, batches, num_tokens_vec, max_tokens=None, max_sentences=None):

@@ -35,6 +35,7 @@ is touched).
 4. **EMA from a checkpoint without one.** ``--store-ema`` with ``--finetune-from-model`` (or a
    resumed run saved without EMA) crashed in fairseq's trainer (``KeyError: 'model'``); see
    :func:`_seed_ema`.
+5. **Trust is not inherited** from a loaded checkpoint's ``--trust-checkpoint``; see :func:`_forget_trust`.
 """
 import functools
 import logging
@@ -44,6 +45,8 @@ import re
 import shutil
 import zipfile
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _PATCHED = False
@@ -52,7 +55,7 @@ _NAMES = re.compile(r"checkpoint.*\.pt")
 _SHARDS = re.compile(r".*(-shard|_part)\d+\.pt")
 
 
-class CheckpointFileError(RuntimeError):
+class CheckpointFileError(UserError, RuntimeError):
     """A checkpoint file that cannot be loaded because it is truncated or corrupt."""
 
 
@@ -87,6 +90,25 @@ class _PathManagerProxy:
         if self._pm.path_requires_pathmanager(src_path) or self._pm.path_requires_pathmanager(dst_path):
             return self._pm.copy(src_path, dst_path, overwrite=overwrite)
         return atomic_copy(src_path, dst_path, overwrite=overwrite)
+
+
+def remove_stale_temporaries(save_dir: str) -> list:
+    """Delete the ``checkpoint*.pt.tmp`` files a killed save left in ``save_dir`` (fairseq's own
+    ``.tmp`` + rename, and :func:`atomic_copy`'s); the paths removed.  Called when fairseq-train
+    starts, before it writes anything: no save of this run can be in progress."""
+    if not save_dir or not os.path.isdir(save_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(save_dir)):
+        if _NAMES.fullmatch(name[:-len(".tmp")]) and name.endswith(".pt.tmp"):
+            path = os.path.join(save_dir, name)
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # another rank of the same run removed it
+                continue
+            removed.append(path)
+            logger.warning("removed %s, left by a save that was interrupted", path)
+    return removed
 
 
 def damage(path: str):
@@ -125,11 +147,25 @@ def newest_complete_checkpoint(path: str):
     return None
 
 
+def not_a_checkpoint(path: str):
+    """Why the local file ``path`` is no PyTorch file at all (a text file, say), or ``None``.
+
+    torch writes a zip archive (``PK``) or, in its legacy format, a pickle (protocol 2+: ``0x80``)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head or head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    return f"it is not a PyTorch checkpoint file (it starts with {head!r}, neither a zip archive nor a pickle)"
+
+
 def _why_unreadable(path, exc):
     """A description when ``exc`` from loading ``path`` comes from a damaged local file, else ``None``."""
-    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+    from .safe_load import UntrustedCheckpointError
+
+    if isinstance(exc, UntrustedCheckpointError) or not isinstance(path, (str, os.PathLike)) \
+            or not os.path.isfile(path):
         return None
-    problem = damage(path)
+    problem = not_a_checkpoint(path) or damage(path)
     if problem is None and (isinstance(exc, (EOFError, pickle.UnpicklingError))
                             or "PytorchStreamReader" in str(exc) or "unexpected EOF" in str(exc)):
         problem = f"torch cannot read it ({type(exc).__name__}: {exc})"
@@ -145,6 +181,10 @@ def _flag(path):
 
 
 def _error(path, problem, alt):
+    wrong = not_a_checkpoint(path)
+    if wrong:
+        return CheckpointFileError(f"checkpoint file {path}: {wrong}; pass a checkpoint_*.pt written by "
+                                   "fairseq-train or scripts/convert_checkpoint.py")
     where = os.path.dirname(os.path.abspath(path))
     if alt:
         hint = f"The newest complete checkpoint in {where} is {alt}: use it with {_flag(path)} {alt}."
@@ -174,6 +214,19 @@ def _seed_ema(state, path):
     return state
 
 
+def _forget_trust(state):
+    """Shim 5: ``--trust-checkpoint`` is the caller's decision, never a file's: a checkpoint saved by a
+    run that had it would otherwise switch trust on for every later load in the process (the task
+    built from its configuration sets it)."""
+    task = state.get("cfg", {}).get("task") if isinstance(state, dict) and state.get("cfg") is not None else None
+    if task is not None and task.get("trust_checkpoint"):
+        from omegaconf import open_dict
+
+        with open_dict(task):
+            task["trust_checkpoint"] = False
+    return state
+
+
 def install() -> None:
     """Install the hooks into ``fairseq.checkpoint_utils`` (idempotent)."""
     global _PATCHED
@@ -187,7 +240,7 @@ def install() -> None:
     @functools.wraps(original_load_to_cpu)
     def load_checkpoint_to_cpu(path, *args, **kwargs):
         try:
-            return _seed_ema(original_load_to_cpu(path, *args, **kwargs), path)
+            return _forget_trust(_seed_ema(original_load_to_cpu(path, *args, **kwargs), path))
         except Exception as exc:
             problem = _why_unreadable(path, exc)
             if problem is None:

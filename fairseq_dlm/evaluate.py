@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .data.encode import PieceEncoder, fit_example
+from .errors import UserError
 from .metrics.answers import choice_correct, number_correct, squad_em, squad_f1
 from .metrics.evalfiles import (FULL_NAMES, GROUP_MAP_NAMES, EvalFileError, EvalSet, group_label,
                                 load_eval_set, read_eval_jsonl, read_group_map, resolve)
@@ -51,7 +52,7 @@ BENCHMARK_PATTERNS = (
 INPUT_EXCERPT = 300  # characters of the prompt's end kept in the predictions file
 
 
-class UnknownBenchmarkError(ValueError):
+class UnknownBenchmarkError(UserError, ValueError):
     """The benchmark of an evaluation file is neither given nor recognisable from its path."""
 
 

@@ -28,6 +28,7 @@ from .diffusion.options import DEFAULTS, DecodingOptions
 from .diffusion.length import candidate_lengths, select_best
 from .diffusion.rng import RowRandom
 from .diffusion.schedules import mask_rate
+from .errors import ConfigError
 from .step_network import StepNetwork, choose_mode, prompt_side
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class DiffusionGenerator:
         self.pad, self.bos, self.eos = dictionary.pad(), dictionary.bos(), dictionary.eos()
         self.mask = dictionary.index("<mask>")
         if self.mask == dictionary.unk():
-            raise ValueError("the dictionary has no <mask> symbol; build the generator from a diffusion task")
+            raise ConfigError("the dictionary has no <mask> symbol; build the generator from a diffusion task")
         self.max_iter = o.max_iter
         self.strategy = parse_strategy(o.strategy)
         self.sampling, self.temperature = o.sampling, o.temperature
@@ -198,7 +199,7 @@ class DiffusionGenerator:
         """``[B]`` the reference's ``|y|``."""
         target = sample.get("target")
         if target is None:
-            raise ValueError("--oracle-length needs reference targets, but this data has none")
+            raise ConfigError("--oracle-length needs reference targets, but this data has none")
         special = target.eq(self.pad) | target.eq(self.eos) | target.eq(self.bos)
         return (~special).sum(dim=1)
 
@@ -210,12 +211,20 @@ class DiffusionGenerator:
         if (room < 1).any():
             ids = sample.get("id")
             bad = (ids if ids is not None else torch.arange(src.size(0), device=src.device))[room < 1].tolist()
-            raise ValueError(
+            raise ConfigError(
                 f"the prompts of example ids {bad[:10]} leave no room for a response within the model's "
                 f"{models[0].max_positions()} positions; shorten them"
             )
         if self.oracle_length:
-            lengths = torch.minimum(self.oracle_lengths(sample), room)
+            wanted = self.oracle_lengths(sample)
+            lengths = torch.minimum(wanted, room)
+            if bool((wanted > room).any()):
+                ids = sample.get("id")
+                cut = (ids if ids is not None else torch.arange(src.size(0), device=src.device))[wanted > room]
+                logger.warning("--oracle-length: the reference of example ids %s is longer than its prompt leaves of "
+                               "the model's %d positions; decoded with %s response slots instead of %s",
+                               cut[:10].tolist(), models[0].max_positions(), lengths[wanted > room][:10].tolist(),
+                               wanted[wanted > room][:10].tolist())
             return lengths, torch.arange(src.size(0), device=src.device), False
         prompt = prompt_tokens(src, self.pad, self.bos, self.eos)
         if self.batch_invariant:
@@ -294,7 +303,7 @@ class DiffusionGenerator:
                 quantize_dynamic_int8(m)
         mode = choose_mode(models[0], self.options, len(models), self.batch_invariant)
         if self.batch_invariant and getattr(models[0], "prefix_lm", False):
-            raise ValueError("--batch-invariant is not supported with a prefix_lm model")
+            raise ConfigError("--batch-invariant is not supported with a prefix_lm model")
         hidden = example_cache = None
         if mode == "exact":  # the prompt's keys/values once per example, shared by its candidates
             prompt = prompt_tokens(src, self.pad, self.bos, self.eos)
@@ -486,7 +495,7 @@ class FunctionDenoiser:
 
     def predict_length(self, prompt: torch.Tensor) -> torch.Tensor:
         if self.length_fn is None:
-            raise ValueError("this denoise_fn has no length predictor: decode with oracle_length=True or pass length_fn")
+            raise ConfigError("this denoise_fn has no length predictor: decode with oracle_length=True or pass length_fn")
         return self.length_fn(prompt)
 
 

@@ -41,12 +41,14 @@ from fairseq import utils
 from fairseq.hub_utils import GeneratorHubInterface
 from omegaconf import open_dict
 
+from .errors import ArgumentTypeError, ConfigError, UserError
+
 logger = logging.getLogger(__name__)
 
 SPM = "sentencepiece.bpe.model"
 
 
-class PretrainedPathError(FileNotFoundError):
+class PretrainedPathError(UserError, FileNotFoundError):
     """A ``from_pretrained`` path that is none of the kinds it loads; the message says which are."""
 
 
@@ -94,19 +96,31 @@ class DiffusionLM(GeneratorHubInterface):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str, data: Optional[str] = None, spm_model: Optional[str] = None,
-                        **overrides) -> "DiffusionLM":
+                        trust_checkpoint: bool = False, **overrides) -> "DiffusionLM":
         """Load ``path`` (a checkpoint file or folder, or an exported HF directory) on the CPU.
 
         Args:
             data: folder with the dictionary (and ``sentencepiece.bpe.model``) when neither the
                 checkpoint's folder nor its training data folder has them.
             spm_model: SentencePiece model to encode text with (default: found next to the dictionary).
+            trust_checkpoint: load a checkpoint that holds objects beyond what fairseq checkpoints hold
+                (unpickling it can run code; see :mod:`fairseq_dlm.safe_load`). An exported HF directory
+                is safetensors and JSON and needs no trust.
             overrides: task/model config values for fairseq's ``arg_overrides``.
+
+        Raises:
+            PretrainedPathError: ``path`` is none of the kinds above.
+            fairseq_dlm.safe_load.UntrustedCheckpointError: the checkpoint holds other objects and
+                ``trust_checkpoint`` is off.
         """
         import fairseq_dlm  # noqa: F401  (registers the task and model)
         from fairseq import checkpoint_utils
 
         from .recipes.checkpoint_choice import resolve_checkpoint
+        from .safe_load import trusting
+
+        if not isinstance(trust_checkpoint, bool):
+            raise ArgumentTypeError("trust_checkpoint must be True or False")
 
         keep = None
         if locate(path) == "hf":
@@ -120,7 +134,8 @@ class DiffusionLM(GeneratorHubInterface):
         arg_overrides = dict(overrides)
         if data:
             arg_overrides["data"] = data
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides=arg_overrides)
+        with trusting(trust_checkpoint):
+            models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides=arg_overrides)
         spm = spm_model or _spm_model(task, data, ckpt)
         if spm is None:
             logger.info("no %s next to %s: text is split at whitespace (pre-encoded data)", SPM, ckpt)
@@ -150,13 +165,17 @@ class DiffusionLM(GeneratorHubInterface):
         Token tensors instead of strings follow fairseq's hub contract (hypothesis lists back).
         """
         single = isinstance(inputs, str)
-        items = [inputs] if single or torch.is_tensor(inputs) else list(inputs)
+        items = _check_inputs(inputs)
+        _check_numbers(steps=steps, length_beam=length_beam, batch_size=batch_size, temperature=temperature,
+                       seed=seed)
+        if strategy is not None and not isinstance(strategy, str):
+            raise ArgumentTypeError(f"strategy must be a string such as 'cmlm' or None, not {strategy!r}")
         if items and torch.is_tensor(items[0]):  # GeneratorHubInterface.sample/translate path
             return self._decode_tokens(items, steps, length_beam, strategy, None, temperature, batch_size,
                                        retain_history, seed, options)
-        if oracle_lengths is not None and len(oracle_lengths) != len(items):
-            raise ValueError(f"oracle_lengths has {len(oracle_lengths)} entries for {len(items)} inputs")
         tokens = [self.encode(text) for text in items]
+        if oracle_lengths is not None:
+            _check_oracle_lengths(oracle_lengths, tokens, self.models[0].max_positions())
         hypos = self._decode_tokens(tokens, steps, length_beam, strategy, oracle_lengths, temperature, batch_size,
                                     retain_history, seed, options)
         results = [self._result(h[0], retain_history) for h in hypos]
@@ -178,8 +197,9 @@ class DiffusionLM(GeneratorHubInterface):
         """``[n+1]`` ids: SentencePiece pieces (or whitespace tokens) of ``sentence``, then ``</s>``."""
         ids = super().encode(sentence)
         if ids.numel() - 1 + 3 > self.models[0].max_positions():
-            raise ValueError(f"the prompt has {ids.numel() - 1} tokens but the model has {self.models[0].max_positions()} "
-                             "positions and needs room for <s>, one response slot and </s>; shorten it")
+            raise ConfigError(f"the prompt has {ids.numel() - 1} tokens but the model has "
+                              f"{self.models[0].max_positions()} positions and needs room for <s>, one response "
+                              "slot and </s>; shorten it")
         return ids
 
     # ---------------------------------------------------------------- internals
@@ -192,8 +212,15 @@ class DiffusionLM(GeneratorHubInterface):
                          decoding_strategy=strategy)
         generator = self.task.build_generator(self.models, args)
         if options:
-            from dataclasses import replace
+            from dataclasses import fields, replace
 
+            from .diffusion.options import DecodingOptions
+
+            known = {f.name for f in fields(DecodingOptions)}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise ArgumentTypeError(f"generate() got unknown option(s) {', '.join(unknown)}; the "
+                                        "DecodingOptions fields are " + ", ".join(sorted(known)))
             generator = type(generator)(self.task.target_dictionary, replace(generator.options, **options))
         return generator
 
@@ -204,8 +231,8 @@ class DiffusionLM(GeneratorHubInterface):
         d = self.task.target_dictionary
         oracle = oracle_lengths is not None
         if not oracle and getattr(self.models[0], "length_head", None) is None:
-            raise ValueError("this model has no length head: pass oracle_lengths=[...] (one response length per "
-                             "prompt), or train/convert a model with a length head")
+            raise ConfigError("this model has no length head: pass oracle_lengths=[...] (one response length per "
+                              "prompt), or train/convert a model with a length head")
         generator = self.generator(steps, length_beam, strategy, oracle, temperature, retain_history, seed, options)
         canvases = [canvas_stand_in(d, int(n)) for n in oracle_lengths] if oracle else None
         hypos: Dict[int, List[dict]] = {}
@@ -229,6 +256,60 @@ class DiffusionLM(GeneratorHubInterface):
         """A canvas as text, ``<mask>`` where a slot is still masked."""
         text = d.string(tokens)
         return self.bpe.decode(text) if self.bpe is not None else text
+
+
+def _check_inputs(inputs) -> list:
+    """``inputs`` as a list: prompt strings (none empty), or token tensors (fairseq's hub contract)."""
+    if isinstance(inputs, str) or torch.is_tensor(inputs):
+        items = [inputs]
+    elif isinstance(inputs, (list, tuple)):
+        items = list(inputs)
+    else:
+        raise ArgumentTypeError(f"inputs must be a prompt string or a list of them, not {type(inputs).__name__}")
+    if items and torch.is_tensor(items[0]):
+        if not all(torch.is_tensor(t) and t.dim() == 1 and t.numel() > 0 for t in items):
+            raise ArgumentTypeError("inputs mixes token tensors with other things (or has an empty tensor): pass "
+                                    "a list of strings or a list of 1-D token tensors")
+        return items
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"inputs[{i}] is {type(text).__name__}, not a string")
+        if not text.strip():
+            raise ConfigError(f"inputs[{i}] is empty or only whitespace: there is no prompt to condition on "
+                              "(fairseq-interactive answers such a line with 'E- empty line'); drop it or give text")
+    return items
+
+
+def _check_numbers(**values) -> None:
+    """``generate``'s numeric arguments: whole numbers (≥ 1, seed any) and a temperature ≥ 0."""
+    import math
+    import numbers
+
+    for name, value in values.items():
+        if name == "temperature":
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"temperature must be a number ≥ 0 (0 = argmax proposals), not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ArgumentTypeError(f"{name} must be a whole number, not {value!r}")
+        elif name != "seed" and value < 1:
+            raise ConfigError(f"{name} must be ≥ 1, not {value!r}")
+
+
+def _check_oracle_lengths(lengths, tokens: List[torch.Tensor], max_positions: int) -> None:
+    """One response length per prompt, each ≥ 1 and within what the prompt leaves of the model's positions."""
+    import numbers
+
+    if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__"):
+        raise ArgumentTypeError(f"oracle_lengths must be a list with one response length per prompt, not {lengths!r}")
+    if len(lengths) != len(tokens):
+        raise ConfigError(f"oracle_lengths has {len(lengths)} entries for {len(tokens)} inputs")
+    for i, (n, ids) in enumerate(zip(lengths, tokens)):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise ArgumentTypeError(f"oracle_lengths[{i}] must be a whole number, not {n!r}")
+        room = max_positions - 1 - ids.numel()  # <s> + prompt + </s> + response + </s>, as the generator counts
+        if not 1 <= n <= room:
+            raise ConfigError(f"oracle_lengths[{i}] = {n} is outside 1..{room}: the model has {max_positions} "
+                              f"positions and prompt {i} takes {ids.numel() - 1} tokens plus <s> and </s>")
 
 
 def _data_folder(ckpt: str) -> Optional[str]:

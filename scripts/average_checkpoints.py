@@ -40,6 +40,10 @@ from typing import Dict, List, Optional
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from light_import import load_package_module  # noqa: E402  (no fairseq import)
+
+safe_load = load_package_module("safe_load")
 logger = logging.getLogger("average_checkpoints")
 
 EPOCH_PATTERN = re.compile(r"^checkpoint(\d+)\.pt$")       # checkpoint12.pt
@@ -70,7 +74,9 @@ def last_checkpoints(folder: str, n: int, by_update: bool, upper_bound: Optional
 
 def _load(path: str) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_load.torch_load(path, map_location="cpu")
+    except safe_load.UntrustedCheckpointError as e:
+        raise AverageError(str(e)) from None
     except Exception as e:
         raise AverageError(f"cannot read checkpoint {path}: {e}") from e
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
@@ -179,6 +185,9 @@ def parse_args(argv=None):
                         help="average (or extract, for one input) the EMA weights saved by --store-ema "
                              "instead of the model weights")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="read inputs that hold objects beyond what fairseq checkpoints hold (unpickling them "
+                             "can run code: only files from a source you trust)")
     args = parser.parse_args(argv)
     for flag in ("num_epoch_checkpoints", "num_update_checkpoints"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
@@ -192,6 +201,7 @@ def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stderr)
     args = parse_args(argv)
+    safe_load.set_trusted(args.trust_checkpoint)
     try:
         if os.path.exists(args.output) and not args.overwrite:  # before reading any input
             raise AverageError(f"{args.output} exists; pass --overwrite to replace it")

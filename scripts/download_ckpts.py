@@ -54,12 +54,15 @@ def unpack_release(archive: Path, size: str, out: Path) -> Path:
     if (folder / "args.json").is_file():
         return folder
     work = out / f".unpack-{size}"
-    releases.unpack(archive, work)
-    found = sorted(p.parent for p in work.rglob("args.json"))
-    if not found:
-        raise prepare_translation.PrepareError(f"{archive} holds no args.json: not an official model archive")
-    found[0].replace(folder)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # a killed earlier run's partial unpacking
+    try:
+        releases.unpack(archive, work, prepare_translation.PrepareError)
+        found = sorted(p.parent for p in work.rglob("args.json"))
+        if not found:
+            raise prepare_translation.PrepareError(f"{archive} holds no args.json: not an official model archive")
+        found[0].replace(folder)
+    finally:  # success or not, nothing is left behind but the release folder
+        shutil.rmtree(work, ignore_errors=True)
     return folder
 
 

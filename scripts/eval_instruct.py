@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fairseq_dlm.evaluate import (DecodeSettings, evaluate_files, load_decoder,  # noqa: E402
                                   load_job)
+from fairseq_dlm import safe_load  # noqa: E402
 from fairseq_dlm.metrics.instruct import BENCHMARKS  # noqa: E402
 
 
@@ -51,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu", action="store_true", help="decode on CPU even when CUDA is available")
     p.add_argument("--bf16", action="store_true", help="forward passes under bfloat16 autocast")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint that holds objects beyond what fairseq checkpoints hold (unpickling it "
+                   "can run code: only files from a source you trust)")
     return p.parse_args(argv)
 
 
@@ -71,6 +75,7 @@ def main(argv=None) -> int:
     settings = settings_from_args(args)
     for path in args.files:  # fail on a bad file before loading the model
         load_job(path, args.benchmark, args.limit)
+    safe_load.set_trusted(args.trust_checkpoint)
     decoder = load_decoder(args.ckpt, args.data_dir, args.spm_model, args.dict, cpu=args.cpu)
     reports = evaluate_files(args.files, decoder, settings, args.benchmark, args.limit, args.output_dir,
                              progress=not args.no_progress)
@@ -86,6 +91,7 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (FileNotFoundError, ValueError, KeyError) as e:  # EvalFileError / UnknownBenchmarkError are ValueErrors
+    except (FileNotFoundError, ValueError, KeyError, safe_load.UntrustedCheckpointError) as e:
+        # EvalFileError / UnknownBenchmarkError are ValueErrors
         print(f"eval_instruct: error: {e}", file=sys.stderr)
         sys.exit(2)

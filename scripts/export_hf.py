@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spm-model", default=None,
                    help="SentencePiece model of the data (default: the task's spm_model, DATA/sentencepiece.bpe.model "
                    "or the checkpoint's --sentencepiece-model; none: a whitespace tokenizer is exported)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="read a checkpoint that holds objects beyond what fairseq checkpoints hold (unpickling it "
+                   "can run code: only files from a source you trust)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p
 
@@ -48,12 +51,14 @@ def main(argv=None) -> int:
         print(f"export_hf.py: error: {args.out} already exists; pass --overwrite to replace the export there, "
               "or another --out", file=sys.stderr)
         return 2
+    from fairseq_dlm import safe_load
     from fairseq_dlm.convert.export_hf import export_checkpoint
 
+    safe_load.set_trusted(args.trust_checkpoint)
     try:
         r = export_checkpoint(args.checkpoint, args.out, data=args.data, spm_model=args.spm_model,
                               overwrite=args.overwrite)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, safe_load.UntrustedCheckpointError) as e:
         print(f"export_hf.py: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {r['task']} model, {r['vocabulary']} vocabulary of {r['vocabulary_size']}, "

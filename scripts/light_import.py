@@ -19,6 +19,8 @@ def load_package_module(name: str):
     full = f"fairseq_dlm.{name}"
     if full in sys.modules or "fairseq_dlm" in sys.modules:
         return importlib.import_module(full)
+    if name != "errors":
+        load_package_module("errors")  # the error base classes every module may import (stdlib only)
     spec = importlib.util.spec_from_file_location(full, PACKAGE / (name.replace(".", "/") + ".py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[full] = module

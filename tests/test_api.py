@@ -76,6 +76,7 @@ def test_sampling_strategies_and_bfloat16(api_model, reverse_model, reverse_data
 
 def test_clear_errors(api_model, tmp_path, tiny_pretrained):
     from fairseq_dlm import DiffusionLM
+    from fairseq_dlm.compat_checkpoints import CheckpointFileError
     from fairseq_dlm.hub import PretrainedPathError
 
     with pytest.raises(ValueError, match="no length head: pass oracle_lengths"):
@@ -95,6 +96,53 @@ def test_clear_errors(api_model, tmp_path, tiny_pretrained):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PretrainedPathError, match="holds no checkpoint"):
         DiffusionLM.from_pretrained(str(tmp_path / "empty"))
+    (tmp_path / "notes.txt").write_text("some notes\n")
+    with pytest.raises(CheckpointFileError, match=r"notes.txt: it is not a PyTorch checkpoint file") as err:
+        DiffusionLM.from_pretrained(str(tmp_path / "notes.txt"))
+    assert "kill" not in str(err.value)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (dict(inputs=[""]), ValueError, r"inputs\[0\] is empty or only whitespace.*E- empty line"),
+    (dict(inputs=["reverse : a =", " \t"]), ValueError, r"inputs\[1\] is empty or only whitespace"),
+    (dict(inputs=["reverse : a =", None]), TypeError, r"inputs\[1\] is NoneType, not a string"),
+    (dict(inputs=42), TypeError, r"inputs must be a prompt string or a list of them, not int"),
+    (dict(batch_size=0), ValueError, r"batch_size must be ≥ 1, not 0"),
+    (dict(batch_size=-1), ValueError, r"batch_size must be ≥ 1, not -1"),
+    (dict(steps=2.5), TypeError, r"steps must be a whole number, not 2.5"),
+    (dict(steps=0), ValueError, r"steps must be ≥ 1, not 0"),
+    (dict(length_beam=True), TypeError, r"length_beam must be a whole number, not True"),
+    (dict(temperature=-1.0), ValueError, r"temperature must be a number ≥ 0"),
+    (dict(temperature=float("nan")), ValueError, r"temperature must be a number ≥ 0"),
+    (dict(oracle_lengths=[-3]), ValueError, r"oracle_lengths\[0\] = -3 is outside 1\.\.\d+"),
+    (dict(oracle_lengths=[2.0]), TypeError, r"oracle_lengths\[0\] must be a whole number, not 2.0"),
+    (dict(oracle_lengths=3), TypeError, r"oracle_lengths must be a list with one response length per prompt"),
+    (dict(oracle_lengths=[1000]), ValueError,
+     r"oracle_lengths\[0\] = 1000 is outside 1\.\.\d+: the model has \d+ positions and prompt 0 takes \d+ tokens"),
+    (dict(strategy=3), TypeError, r"strategy must be a string"),
+    (dict(strategy="fastest"), ValueError, r"fastest"),
+    (dict(exit_patience=0, early_exit="patience"), ValueError, r"--exit-patience must be ≥ 1"),
+    (dict(no_such_option=1), TypeError, r"unknown option\(s\) no_such_option; the DecodingOptions fields are "),
+])
+def test_every_generate_argument_is_checked_up_front(api_model, call, error, message):
+    """Each bad argument is named in the error, before anything is decoded (no deep TypeError/KeyError)."""
+    kwargs = dict(inputs=["reverse : a b c ="], oracle_lengths=[3], steps=4)
+    kwargs.update(call)
+    if "inputs" in call and "oracle_lengths" not in call:
+        kwargs["oracle_lengths"] = [1] * len(call["inputs"]) if isinstance(call["inputs"], list) else [1]
+    with pytest.raises(error, match=message):
+        api_model.generate(kwargs.pop("inputs"), **kwargs)
+
+
+def test_oracle_length_at_the_edge_of_the_positions(api_model):
+    """The longest response a prompt leaves room for decodes; one more slot is refused, not clipped."""
+    limit = api_model.models[0].max_positions()
+    prompt = "reverse : " + "a " * (limit - 8) + "="
+    room = limit - 1 - api_model.encode(prompt).numel()
+    assert room >= 1
+    assert len(api_model.generate(prompt, steps=2, oracle_lengths=[room]).split()) == room
+    with pytest.raises(ValueError, match=rf"oracle_lengths\[0\] = {room + 1} is outside 1\.\.{room}"):
+        api_model.generate(prompt, steps=2, oracle_lengths=[room + 1])
 
 
 def test_exported_hf_directory_loads_and_decodes_the_same(reverse_length_model, reverse_data, tmp_path):

@@ -200,7 +200,40 @@ def test_path_to_truncated_checkpoint_is_a_clear_error(trained, translation_data
     bad.write_bytes((trained / "checkpoint_best.pt").read_bytes()[:50_000])
     proc = cli("generate", translation_data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", bad,
                "--cpu", "--gen-subset", "test", check=False)
-    assert proc.returncode != 0
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr  # the message, not the stack
     last_line = proc.stderr.strip().splitlines()[-1]
-    assert "CheckpointFileError" in last_line and f"checkpoint file {bad} is truncated or corrupt" in last_line
+    assert last_line.startswith(f"fairseq-generate: error: checkpoint file {bad} is truncated or corrupt")
     assert f"There is no other complete checkpoint*.pt in {tmp_path}." in last_line
+    # a file that is no checkpoint at all is called that (not "cut short by a kill or a full disk")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, these are notes\n")
+    proc = cli("generate", translation_data, "--user-dir", USER_DIR, "--task", "diffusion_lm", "--path", notes,
+               "--cpu", "--gen-subset", "test", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"fairseq-generate: error: checkpoint file {notes}: it is not a PyTorch checkpoint file (it starts with "
+        "b'hell', neither a zip archive nor a pickle); pass a checkpoint_*.pt written by fairseq-train or "
+        "scripts/convert_checkpoint.py")
+
+
+def test_rerunning_a_finished_run_changes_nothing(trained, translation_data, tmp_path):
+    """fairseq-train checks --max-update after an update: a finished command run again would train update
+    N + 1 and overwrite checkpoint_last.pt.  It ends at once instead, and clears the .tmp files a save
+    killed midway left behind."""
+    save = tmp_path / "save"
+    shutil.copytree(trained, save)
+    before = {p.name: p.read_bytes() for p in save.glob("*.pt")}
+    stale = [save / "checkpoint_last.pt.tmp", save / "checkpoint_1_4.pt.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (save / "notes.tmp").write_text("not ours")
+    proc = cli("train", translation_data, *TRAIN, "--max-update", 4, "--save-dir", save)
+    log = proc.stdout + proc.stderr
+    assert f"{save / 'checkpoint_last.pt'} has already trained 4 updates and --max-update is 4: nothing to do" in log
+    assert {p.name: p.read_bytes() for p in save.glob("*.pt")} == before
+    assert not any(p.exists() for p in stale) and (save / "notes.tmp").exists()
+    assert all(f"removed {p}, left by a save that was interrupted" in log for p in stale)
+    # a finetuning stage from that checkpoint is not "finished": it starts its own count
+    cli("train", translation_data, *TRAIN, "--max-update", 1, "--finetune-from-model",
+        save / "checkpoint_last.pt", "--save-dir", tmp_path / "stage2")
+    assert _updates(tmp_path / "stage2" / "checkpoint_last.pt") == 1

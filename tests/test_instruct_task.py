@@ -65,3 +65,28 @@ def test_resume_rebuilds_the_same_epoch(instruct_data, tmp_path):
     a = torch.load(full / "checkpoint_last.pt", weights_only=False)["model"]
     b = torch.load(cut / "checkpoint_last.pt", weights_only=False)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), "the resumed run trained on other examples"
+
+
+def test_data_errors_are_one_line_without_a_stack_trace(instruct_data, tmp_path):
+    """A bad ratio file, a truncated .jsonl.gz and a --max-tokens no example fits: fairseq-train prints the
+    message naming the file or flag (``fairseq-train: error: ...``), not a traceback ending in it."""
+    data = tmp_path / "data"
+    shutil.copytree(instruct_data, data)
+    (tmp_path / "ratios.json").write_text(json.dumps({"a_train.jsonl": -1, "b_train.jsonl": 1}))
+    proc = cli("train", data, *TRAIN, "--max-update", 1, "--save-dir", tmp_path / "ck",
+               "--mixture-ratios", tmp_path / "ratios.json", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"fairseq-train: error: {tmp_path / 'ratios.json'}: weight of 'a_train.jsonl' is negative (-1)"
+    blob = (data / "b_train.jsonl.gz").read_bytes()
+    (data / "b_train.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    proc = cli("train", data, *TRAIN, "--max-update", 1, "--save-dir", tmp_path / "ck", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fairseq-train: error: {data / 'b_train.jsonl.gz'}") and "truncated or corrupt gzip" in last
+    (data / "b_train.jsonl.gz").write_bytes(blob)
+    proc = cli("train", data, *TRAIN, "--max-update", 1, "--save-dir", tmp_path / "ck", "--max-tokens", 3,
+               check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert re.search(r"fairseq-train: error: .*longer than --max-tokens 3 \(one example must fit a batch: raise "
+                     r"--max-tokens\)", proc.stderr.strip().splitlines()[-1])

@@ -3,7 +3,6 @@
 The module is loaded by path: it imports neither fairseq nor torch, and neither does this test.
 """
 import gzip
-import importlib.util
 import json
 import logging
 import math
@@ -16,11 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_SPEC = importlib.util.spec_from_file_location("fairseq_dlm_jsonl_mixture",
-                                               REPO / "fairseq_dlm" / "data" / "jsonl_mixture.py")
-jm = importlib.util.module_from_spec(_SPEC)
-sys.modules[_SPEC.name] = jm
-_SPEC.loader.exec_module(jm)
+sys.path.insert(0, str(REPO / "scripts"))
+from light_import import load_package_module  # noqa: E402  (by path, without fairseq_dlm/__init__.py)
+
+jm = load_package_module("data.jsonl_mixture")
 JsonlError, JsonlMixture = jm.JsonlError, jm.JsonlMixture
 find_shards, read_ratios = jm.find_shards, jm.read_ratios
 
@@ -219,7 +217,7 @@ def test_wrap_around(tmp_path, caplog):
 def test_corrupt_lines_reported_with_file_and_line(tmp_path, caplog):
     bad = ["{bad json", "[1, 2]", json.dumps({"inputs": "x"}), json.dumps({"inputs": 3, "targets": "y"}),
            json.dumps({"inputs": "x", "targets": "  "}), json.dumps({"inputs": "x", "targets": None}),
-           "{also bad", "{and bad"]
+           "{also bad", "{and bad", json.dumps({"inputs": " \n", "targets": "y"})]
     path = write(tmp_path / "s.jsonl", [row(0)] + bad + [row(1)])
     with gzip.open(tmp_path / "g.jsonl.gz", "wb") as f:
         f.write(row(0).encode() + b"\n\xff\xfe\n" + row(1).encode() + b"\n")
@@ -227,17 +225,18 @@ def test_corrupt_lines_reported_with_file_and_line(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ex, _ = m.take(4, 1, m.initial_position())
     assert sorted((e.shard, e.line) for e in ex) == [("g.jsonl", 1), ("g.jsonl", 3), ("s.jsonl", 1),
-                                                     ("s.jsonl", 10)]
+                                                     ("s.jsonl", 11)]
     msgs = [r.getMessage() for r in caplog.records]
     for line, reason in [(2, "invalid JSON"), (3, "not a JSON object"), (4, "'targets' missing"),
                          (5, "'inputs' is int"), (6, "empty 'targets'")]:
         assert any(m_.startswith(f"{path}:{line}: {reason}") for m_ in msgs), (line, msgs)
     assert not any(m_.startswith(f"{path}:7:") for m_ in msgs)          # only the first 5 one by one
-    assert any("8 bad line(s) skipped this epoch, 8 in total" in m_ for m_ in msgs)
+    assert any("9 bad line(s) skipped this epoch, 9 in total" in m_ for m_ in msgs)
     assert any(m_.startswith(f"{tmp_path / 'g.jsonl.gz'}:2: not UTF-8") for m_ in msgs)
-    assert m.bad_lines == {"s.jsonl": 8, "g.jsonl": 1}
-    assert m.summary() == ("bad lines: g.jsonl 1 (not UTF-8 1); s.jsonl 8 ('inputs' is int, not a string 1, "
-                           "'targets' is NoneType, not a string 1, 'targets' missing 1, empty 'targets' 1, "
+    assert m.bad_lines == {"s.jsonl": 9, "g.jsonl": 1}  # an empty prompt is skipped and counted like an empty target
+    assert m.summary() == ("bad lines: g.jsonl 1 (not UTF-8 1); s.jsonl 9 ('inputs' is int, not a string 1, "
+                           "'targets' is NoneType, not a string 1, 'targets' missing 1, empty 'inputs' 1, "
+                           "empty 'targets' 1, "
                            "invalid JSON 3, not a JSON object 1)")
 
 

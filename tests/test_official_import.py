@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -246,6 +247,37 @@ def test_missing_tensor_tokenizer_and_existing_output(tmp_path, tiny_pretrained)
     assert proc.returncode == 2 and "already exists; pass --overwrite" in proc.stderr
 
 
+def test_non_finite_and_truncated_weights_are_refused_by_name(tmp_path, tiny_pretrained):
+    """A diverged or damaged release: NaN/inf weights name their tensor; a truncated pytorch_model.bin
+    (or model.safetensors) names the file, not torch's "central directory" error."""
+    root = tmp_path / "release"
+    write_release(root, tiny_pretrained)
+    weights = root / "checkpoint-2000" / "pytorch_model.bin"
+    good = weights.read_bytes()
+    state = torch.load(weights)
+    state["model.roberta.encoder.layer.1.attention.self.query.weight"][3, 5] = float("nan")
+    state["length_predictor.2.bias"][0] = float("inf")
+    torch.save(state, weights)
+    proc = convert(root, tmp_path / "out", check=False)
+    assert proc.returncode == 2 and not (tmp_path / "out").exists()
+    assert re.search(r"tensor hf\.roberta\.encoder\.layer\.1\.attention\.self\.query\.weight \(64, 64\) holds 1 "
+                     r"NaN/inf value\(s\)", proc.stderr), proc.stderr
+    weights.write_bytes(good[: len(good) // 2])
+    proc = convert(root, tmp_path / "out", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "central directory" not in proc.stderr
+    assert f"{weights} cannot be read ({len(good) // 2} bytes): it is not a complete zip archive" in proc.stderr
+    assert "download it again" in proc.stderr
+    from safetensors.torch import save_file
+
+    weights.unlink()
+    save_file({k: v.contiguous() for k, v in torch.load(io.BytesIO(good)).items() if v.numel()},
+              root / "checkpoint-2000" / "model.safetensors")
+    blob = (root / "checkpoint-2000" / "model.safetensors").read_bytes()
+    (root / "checkpoint-2000" / "model.safetensors").write_bytes(blob[:1000])
+    proc = convert(root, tmp_path / "out", check=False)
+    assert proc.returncode == 2 and "model.safetensors cannot be read (1000 bytes)" in proc.stderr
+
+
 def test_download_ckpts_joins_parts_in_order_unpacks_and_converts(tmp_path, tiny_pretrained):
     """``download_ckpts.sh`` from a file:// mirror of the HF repo layout: the XL model's three parts
     (joined 0, 1, 2 — the official script joins 0, 2, 1), unpacked, converted; a rerun downloads nothing."""
@@ -273,6 +305,7 @@ def test_download_ckpts_joins_parts_in_order_unpacks_and_converts(tmp_path, tiny
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == [str(out / "flan-xlmr-xl")]
     assert (out / "flan_v2.xl.length" / "args.json").is_file() and not list(out.glob("*.tar.gz*"))
+    assert sorted(p.name for p in out.iterdir()) == ["flan-xlmr-xl", "flan_v2.xl.length"]  # no .unpack-xl/ left
     report = json.loads((out / "flan-xlmr-xl" / "conversion.json").read_text())
     assert report["step"] == 2000 and report["length_head"]
     proc = run(tmp_path / "nowhere")  # everything is there: nothing is fetched
@@ -280,6 +313,12 @@ def test_download_ckpts_joins_parts_in_order_unpacks_and_converts(tmp_path, tiny
     (out / "flan_v2.xl.length" / "args.json").unlink()
     proc = run(tmp_path / "nowhere")
     assert proc.returncode == 1 and "could not download" in proc.stderr and "flan_v2.xl.length.tar.gz.part0" in proc.stderr
+    # an archive that is not a release: an error, and nothing of the attempt left behind
+    with tarfile.open(out / "flan_v2.xl.length.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "xl.tar.gz", arcname="something/else.bin")
+    proc = run(tmp_path / "nowhere")
+    assert proc.returncode == 1 and "holds no args.json: not an official model archive" in proc.stderr
+    assert not list(out.glob(".unpack-*"))
 
 
 def test_python_api_loads_the_converted_folder(release):

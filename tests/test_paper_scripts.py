@@ -331,6 +331,19 @@ def test_ds_config_translation(tmp_path):
     (tmp_path / "bad.json").write_text("{stage: 2}")
     with pytest.raises(flags.FlagError, match=r"--ds_config=.*bad.json is not JSON \(line 1"):
         settings.ds_config_flags(str(tmp_path / "bad.json"), True, [])
+    # a ZeRO stage DeepSpeed does not have, or a quoted boolean, is named instead of read as something else
+    for config, message in [
+            ({"zero_optimization": {"stage": 7}}, r'"zero_optimization.stage" must be 0, 1, 2 or 3 .*not 7'),
+            ({"zero_optimization": {"stage": "abc"}}, r'"zero_optimization.stage" must be 0, 1, 2 or 3 .*not "abc"'),
+            ({"zero_optimization": {"stage": True}}, r'"zero_optimization.stage" must be 0, 1, 2 or 3 .*not true'),
+            ({"zero_optimization": 5}, r'"zero_optimization" must be an object such as \{"stage": 2\}, not 5'),
+            ({"fp16": {"enabled": "false"}}, r'"fp16.enabled" must be true, false or "auto" .*not "false"'),
+            ({"bf16": {"enabled": 1}}, r'"bf16.enabled" must be true, false or "auto" .*not 1'),
+            ({"bf16": True}, r'"bf16" must be an object such as \{"enabled": true\}, not true')]:
+        for cuda in (True, False):
+            with pytest.raises(flags.FlagError, match=r"--ds_config=.*ds\.json: " + message):
+                translate(config, cuda)
+    assert translate({"fp16": {"enabled": False}, "zero_optimization": {"stage": 0}}, True)[0] == []
 
 
 def test_pretrained_extra_and_data_folder(tmp_path, translation_data):

@@ -43,6 +43,7 @@ import shutil
 from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
+from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
 from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 
@@ -59,7 +60,7 @@ FORMAT = "fairseq_dlm-hf-export"
 FORMAT_VERSION = 1
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A checkpoint (or data folder) that cannot be exported; the message names the path and the fix."""
 
 
@@ -72,9 +73,13 @@ def read_plugin_checkpoint(path: str) -> Tuple[str, dict]:
     from ..checkpoints import read_checkpoint
     from ..recipes.checkpoint_choice import resolve_checkpoint
 
+    from ..safe_load import UntrustedCheckpointError
+
     ckpt = resolve_checkpoint(path)
     try:
         state = read_checkpoint(ckpt)
+    except UntrustedCheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001  (pickle, zip and torch errors alike: not a checkpoint)
         raise ExportError(f"{ckpt} is not a fairseq checkpoint (torch.load failed: {type(e).__name__}: "
                           f"{str(e)[:200]}); pass a checkpoint_*.pt written by fairseq-train, or a folder "

@@ -22,6 +22,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE as LENGTH_HEAD
 from .export_hf import DIFFUSION_CONFIG, FORMAT, SPM_FILE
 from .outputs import check_out_dir, refuse_existing, staged_dir
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 TASKS = ("diffusion_lm", "diffusion_instruct")
 
 
-class ExportedDirError(ValueError):
+class ExportedDirError(UserError, ValueError):
     """An exported directory that cannot be converted; the message names the path and the fix."""
 
 

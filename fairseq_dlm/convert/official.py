@@ -33,6 +33,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..errors import UserError
 from .outputs import check_out_dir, refuse_existing, staged_dir
 from .plugin_checkpoint import (CHECKPOINT, PRESET_ARCHS, backbone_state, check_state_dict, full_dictionary_lines,
                                 training_cfg, write_checkpoint)
@@ -51,7 +52,7 @@ PRESETS = {
 _DROPPED = ("model.roberta.embeddings.position_ids", "model.roberta.embeddings.token_type_ids", "fake_layer")
 
 
-class OfficialCheckpointError(ValueError):
+class OfficialCheckpointError(UserError, ValueError):
     """An official model folder that cannot be converted; the message names the path and the fix."""
 
 
@@ -107,12 +108,43 @@ def read_weights(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
 
 
 def read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
-    """One weights file: safetensors, or a torch pickle (memory-mapped, tensors only)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """One weights file: safetensors, or a torch pickle (memory-mapped, tensors only).
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    Raises:
+        OfficialCheckpointError: the file is truncated or not a weights file (the message names it
+            and its size, not torch's "central directory" or safetensors' header error).
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001  (zip, pickle, safetensors and torch errors alike)
+        if isinstance(e, OSError) and not path.is_file():
+            raise
+        from ..compat_checkpoints import damage
+
+        problem = damage(str(path)) if path.suffix != ".safetensors" else None
+        if problem is None and "weights_only" in str(e):
+            problem = f"it needs code beyond tensors to load (torch: {str(e).splitlines()[0]})"
+        problem = problem or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise OfficialCheckpointError(
+            f"{path} cannot be read ({path.stat().st_size} bytes): {problem}. It is probably truncated by an "
+            "interrupted download or unpacking: download it again (scripts/download_ckpts.sh resumes)") from None
+
+
+def check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or ±inf: the converted model would decode garbage without a word."""
+    for key, value in state.items():
+        if not torch.is_floating_point(value):
+            continue
+        # in chunks: an XXL embedding is 10^9 values, memory-mapped
+        bad = sum(int((~torch.isfinite(chunk)).sum()) for chunk in value.reshape(-1).split(1 << 24))
+        if bad:
+            raise OfficialCheckpointError(
+                f"{source}: tensor {key} {tuple(value.shape)} holds {bad} NaN/inf value(s): the checkpoint is "
+                "corrupt or was saved after a diverged update; convert another step (--step N) or re-download it")
 
 
 # ------------------------------------------------------------------------------ config
@@ -253,6 +285,7 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
     config_dir = config or (named if named and Path(named, "config.json").is_file() else None)
     source = str(ckpt_dir)
     state, tied, has_length = rename(read_weights(ckpt_dir), source)
+    check_finite(state, source)
     hf_config = infer_config({"model." + k[3:]: v for k, v in state.items() if k.startswith("hf.")},
                              args_model, config_dir, source)
     hf_config["tie_word_embeddings"] = tied

@@ -19,10 +19,12 @@ import shutil
 import tempfile
 from typing import Iterator, Sequence
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path that cannot be written; the message names the path and the fix."""
 
 

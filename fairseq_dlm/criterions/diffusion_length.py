@@ -13,6 +13,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..errors import ConfigError
 from .logging_utils import summer
 from ..diffusion.layout import prompt_tokens
 from ..diffusion.length import length_targets
@@ -33,9 +34,9 @@ class DiffusionLengthCriterion(FairseqCriterion):
 
     def check_model(self, model):
         if getattr(model, "length_head", None) is None:
-            raise ValueError("--criterion diffusion_length needs a model built with --length-head")
+            raise ConfigError("--criterion diffusion_length needs a model built with --length-head")
         if model.training and not model.loaded_from_checkpoint:
-            raise ValueError(
+            raise ConfigError(
                 "the length stage trains the length head on a finished diffusion model: start it from the "
                 "diffusion checkpoint with --finetune-from-model STAGE1/checkpoint_best.pt (and --freeze-backbone)"
             )

@@ -18,6 +18,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from ..errors import ConfigError
 from .logging_utils import summer
 from ..diffusion.noising import (
     apply_mask, coupled_masks, fixed_timesteps, maskable_positions, per_example_draws, sample_timesteps,
@@ -53,7 +54,7 @@ def parse_sampler(name: str):
         return None
     m = re.fullmatch(r"fixed([0-9]*\.?[0-9]+)", name)
     if not m or not 0 < float(m.group(1)) <= 1:
-        raise ValueError(f"--mask-ratio-sampler {name!r}: expected 'diffusion' or 'fixed<R>' with 0 < R ≤ 1")
+        raise ConfigError(f"--mask-ratio-sampler {name!r}: expected 'diffusion' or 'fixed<R>' with 0 < R ≤ 1")
     return float(m.group(1))
 
 
@@ -63,9 +64,9 @@ class DiffusionLMCriterion(FairseqCriterion):
         super().__init__(task)
         self.cfg = cfg
         if cfg.num_diffusion_timesteps < 1:
-            raise ValueError(f"--num-diffusion-timesteps must be ≥ 1 (the paper uses 50), got {cfg.num_diffusion_timesteps}")
+            raise ConfigError(f"--num-diffusion-timesteps must be ≥ 1 (the paper uses 50), got {cfg.num_diffusion_timesteps}")
         if not 0 <= cfg.label_smoothing < 1:
-            raise ValueError(f"--label-smoothing must be in [0, 1) (0.1 from scratch, 0 from XLM-R), got {cfg.label_smoothing}")
+            raise ConfigError(f"--label-smoothing must be in [0, 1) (0.1 from scratch, 0 from XLM-R), got {cfg.label_smoothing}")
         self.T = cfg.num_diffusion_timesteps
         self.fixed_ratio = parse_sampler(cfg.mask_ratio_sampler)
         self.mask_idx = task.mask_idx

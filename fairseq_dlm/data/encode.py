@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..errors import MissingFileError
+
 logger = logging.getLogger(__name__)
 
 
@@ -17,7 +19,7 @@ class PieceEncoder:
 
     def __init__(self, spm_model: str, dictionary):
         if not os.path.isfile(spm_model):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no SentencePiece model at {spm_model}: copy the backbone's sentencepiece.bpe.model there, or "
                 "pass --spm-model PATH"
             )

@@ -14,6 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..errors import UserError
 from .releases import find_release as _find_release
 
 FILES = {  # split → (source file, target file), relative to sumdata/
@@ -23,7 +24,7 @@ FILES = {  # split → (source file, target file), relative to sumdata/
 }
 
 
-class GigawordError(ValueError):
+class GigawordError(UserError, ValueError):
     """A file of the release is missing or its sides disagree (the message names the file)."""
 
 

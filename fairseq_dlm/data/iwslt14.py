@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from ..errors import UserError
 from .releases import find_release as _find_release
 
 LANGS = ("de", "en")
@@ -27,7 +28,7 @@ TEST_SETS = ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010
 VALID_EVERY = 23
 
 
-class IwsltError(ValueError):
+class IwsltError(UserError, ValueError):
     """The raw archive or folder is not the IWSLT14 de-en release (the message names the file)."""
 
 

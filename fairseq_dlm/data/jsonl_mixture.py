@@ -31,7 +31,7 @@ the time to gunzip that much; decompress big shards to plain .jsonl if restarts 
 Within a run the open files are kept, so consecutive epochs cost only the lines they read.
 
 **Bad lines** (invalid UTF-8/JSON, not an object, ``inputs``/``targets`` missing or not strings,
-``targets`` empty or whitespace): skipped, counted in :attr:`JsonlMixture.bad_lines` each time they
+``inputs`` or ``targets`` empty or whitespace): skipped, counted in :attr:`JsonlMixture.bad_lines` each time they
 are read, the first ``SHOW_BAD`` per shard logged as ``file:line: reason``, then a count per epoch.
 Blank lines are skipped silently and not counted (a trailing newline is no error). A shard without
 any valid line, and a truncated or corrupt .gz file, raise :class:`JsonlError` naming the file.
@@ -49,6 +49,8 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Example", "JsonlError", "JsonlMixture", "find_shards", "read_ratios", "shard_name"]
@@ -59,7 +61,7 @@ ROUNDINGS = ("largest_remainder", "random")
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
-class JsonlError(ValueError):
+class JsonlError(UserError, ValueError):
     """A shard folder, ratio file, shard or position that cannot be used; the message names it."""
 
 
@@ -201,8 +203,9 @@ def _parse(raw: bytes, line: int) -> Tuple[Optional[Tuple[str, str]], Optional[s
             return None, f"{key!r} missing"
         if not isinstance(obj[key], str):
             return None, f"{key!r} is {type(obj[key]).__name__}, not a string"
-    if not obj["targets"].strip():
-        return None, "empty 'targets'"
+    for key in ("inputs", "targets"):
+        if not obj[key].strip():
+            return None, f"empty {key!r}"
     return (obj["inputs"], obj["targets"]), None
 
 

@@ -6,8 +6,11 @@ import tarfile
 from pathlib import Path
 from typing import Type
 
+from ..errors import UserError
 
-class ReleaseError(ValueError):
+
+
+class ReleaseError(UserError, ValueError):
     """A release archive or folder that is not what the corpus needs (the message names it)."""
 
 

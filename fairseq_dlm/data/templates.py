@@ -28,6 +28,7 @@ import logging
 import re
 from typing import Dict, Optional
 
+from ..errors import UserError
 from .text import normalise
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ __all__ = ["DEFAULT_TEMPLATE_NAME", "LANGUAGE_NAMES", "SUMMARIZATION_TEMPLATE", 
            "TemplateError", "fill_template", "language_name", "resolve_template", "template_text"]
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template that cannot be used; the message says what to change."""
 
 

@@ -15,6 +15,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from ..errors import UserError
 from .releases import unpack as _unpack
 
 LANGS = ("en", "de")
@@ -26,7 +27,7 @@ SEG = re.compile(r'<seg id="?\d+"?>\s*(.*?)\s*</seg>')
 VALID_EVERY = 100
 
 
-class WmtError(ValueError):
+class WmtError(UserError, ValueError):
     """A file of the release is missing or the sides disagree (the message names the file)."""
 
 

@@ -7,6 +7,7 @@ with the command-line flag in the message.
 """
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from .denoise import parse_strategy
 
 
@@ -65,7 +66,7 @@ class DecodingOptions:
             ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
 
 
 DEFAULTS = DecodingOptions()

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, List, Optional, Sequence, Union
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
@@ -34,7 +36,7 @@ GROUP_MAP_NAMES = ("index2subject.json", "flan2022_index2lang.json")
 FULL_NAMES = ("full.jsonl", "flan2022.jsonl")
 
 
-class EvalFileError(ValueError):
+class EvalFileError(UserError, ValueError):
     """A malformed evaluation file (the message names the file and line)."""
 
 

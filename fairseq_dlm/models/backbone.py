@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import ConfigError, MissingFileError
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 
 logger = logging.getLogger(__name__)
@@ -90,13 +91,13 @@ def set_vocabulary(hf_model, embed: torch.Tensor, dec_weight: torch.Tensor, dec_
 def load_pretrained(pretrained: str, symbols, cfg):
     """``(hf_model, tie)`` from a local HF directory, vocabulary gathered to ``symbols``."""
     if not os.path.isdir(pretrained):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--pretrained {pretrained!r} is not a directory; pass a local HuggingFace model directory "
             "(config.json, model.safetensors or pytorch_model.bin, and sentencepiece.bpe.model or "
             "tokenizer.json), e.g. one written by save_pretrained()"
         )
     if not os.path.isfile(os.path.join(pretrained, "config.json")):
-        raise FileNotFoundError(f"--pretrained {pretrained!r} has no config.json; it is not a HuggingFace model directory")
+        raise MissingFileError(f"--pretrained {pretrained!r} has no config.json; it is not a HuggingFace model directory")
     tf = _hf()
     vocab = load_backbone_vocab(pretrained)
     config = apply_runtime_options(tf.AutoConfig.from_pretrained(pretrained), cfg)
@@ -105,7 +106,7 @@ def load_pretrained(pretrained: str, symbols, cfg):
     report_missing(missing, len(symbols), pretrained)
     full_vocab = hf_model.base_model.embeddings.word_embeddings.weight.size(0)
     if int(rows.max()) >= full_vocab:
-        raise ValueError(
+        raise ConfigError(
             f"the tokenizer files in {pretrained} name ids up to {int(rows.max())} but the model's "
             f"embedding has {full_vocab} rows: tokenizer and weights do not belong together"
         )
@@ -178,7 +179,7 @@ def load_length_head(head: Optional[nn.Module], pretrained: str) -> None:
     if heads is not None and meta.get("heads") and int(meta["heads"]) != heads.num_heads:
         problems.append(f"attention heads: file {meta['heads']} vs model {heads.num_heads}")
     if problems:
-        raise ValueError(
+        raise ConfigError(
             f"{path} does not fit the length head of this model (" + "; ".join(problems[:4])
             + (", …" if len(problems) > 4 else "") + "): it was exported with another backbone. Pass --pretrained "
             "the directory it was exported with, or build without --length-head"
@@ -202,7 +203,7 @@ def check_pretrained_matches(pretrained: str, backbone_layers: int, saved_config
     """
     path = os.path.join(pretrained, "config.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--pretrained {pretrained!r} has no config.json; leave --pretrained out when resuming or "
             f"fine-tuning: {checkpoint} carries its backbone config"
         )
@@ -215,7 +216,7 @@ def check_pretrained_matches(pretrained: str, backbone_layers: int, saved_config
         if given.get(k) != saved_config.get(k)
     ]
     if diff:
-        raise ValueError(
+        raise ConfigError(
             f"--pretrained {pretrained} does not match the backbone saved in {checkpoint} ("
             + "; ".join(diff) + "; --pretrained vs checkpoint). Pass the --pretrained (and --backbone-layers) "
             "the checkpoint was trained with, or leave --pretrained out: the checkpoint carries its backbone config"

@@ -12,6 +12,8 @@ import logging
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,8 +23,8 @@ def quantize_dynamic_int8(model) -> None:
         return
     param = next(model.parameters())
     if param.device.type != "cpu":
-        raise ValueError(f"--quantize-dynamic is for CPU decoding (torch's dynamic int8 kernels run on the CPU), but "
-                         f"the model is on {param.device}; drop the flag, or decode with --cpu")
+        raise ConfigError(f"--quantize-dynamic is for CPU decoding (torch's dynamic int8 kernels run on the CPU), but "
+                          f"the model is on {param.device}; drop the flag, or decode with --cpu")
     before = sum(p.numel() * p.element_size() for p in model.hf.parameters())
     linear = sum(isinstance(m, nn.Linear) for m in model.hf.modules())
     torch.ao.quantization.quantize_dynamic(model.hf, {nn.Linear}, dtype=torch.qint8, inplace=True)

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..errors import ConfigError, MissingFileError
+
 logger = logging.getLogger(__name__)
 
 XLMR_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -46,7 +48,7 @@ def load_backbone_vocab(pretrained_dir: str) -> Dict[str, int]:
             mapping.setdefault(sp.id_to_piece(i), i + 1)
         mapping["<mask>"] = sp.get_piece_size() + 1
         return mapping
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"cannot map the dictionary onto the backbone vocabulary: {pretrained_dir} has neither "
         "tokenizer.json nor sentencepiece.bpe.model; copy the tokenizer files of the checkpoint "
         "into that directory"
@@ -91,7 +93,7 @@ def check_dictionary(saved: dict, symbols: List[str], path: Optional[str] = None
     if saved.get("dictionary") == dictionary_fingerprint(symbols):
         return
     where = f" ({saved['source']})" if saved.get("source") else ""
-    raise ValueError(
+    raise ConfigError(
         f"dictionary mismatch: the checkpoint{where} was trained with a dictionary of {saved.get('dictionary_size')} "
         f"symbols, but {path or 'the data dictionary'} (+<mask>) has {len(symbols)} symbols"
         + (" with different entries" if saved.get("dictionary_size") == len(symbols) else "")

@@ -15,6 +15,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
+from ..errors import ConfigError
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
 from .length_head import LengthHead
 from .prompt_cache import (
@@ -121,7 +122,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
             ))
         if cfg.freeze_backbone:
             if self.length_head is None:
-                raise ValueError("--freeze-backbone leaves nothing to train without --length-head")
+                raise ConfigError("--freeze-backbone leaves nothing to train without --length-head")
             hf_model.requires_grad_(False)
         self.loaded_from_checkpoint = False
 
@@ -194,7 +195,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
             if k in own and tuple(v.shape) != tuple(own[k].shape)
         ]
         if diff:
-            raise ValueError(
+            raise ConfigError(
                 "the checkpoint does not fit the model built from the command line ("
                 + "; ".join(diff[:3])
                 + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
@@ -213,7 +214,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         prefix = f"hf.{self.hf.base_model_prefix}."
         emb_key, dec_key = prefix + "embeddings.word_embeddings.weight", "hf.lm_head.decoder.weight"
         if emb_key in state_dict and dec_key in state_dict and not torch.equal(state_dict[emb_key], state_dict[dec_key]):
-            raise ValueError(
+            raise ConfigError(
                 "the checkpoint's LM head is untied from its word embeddings (a pruned dictionary), but this model "
                 "ties them, so loading would overwrite one with the other. Build the model from the checkpoint "
                 "(fairseq-train resumes and --finetune-from-model do so by themselves)"
@@ -262,7 +263,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         """``[B, P1]`` rows ``[<s>, prompt…]`` (right-padded) → ``[B, C]`` length logits (class c ⇔ c+1);
         ``hidden``: the prompt's final states when already computed (:meth:`prompt_states`)."""
         if self.length_head is None:
-            raise ValueError(
+            raise ConfigError(
                 "this model has no length predictor: decode with --oracle-length, or train the length "
                 "stage (--length-head --freeze-backbone --criterion diffusion_length --finetune-from-model CKPT)"
             )

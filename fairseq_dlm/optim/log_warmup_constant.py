@@ -23,6 +23,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.optim.lr_scheduler import FairseqLRScheduler, register_lr_scheduler
 from omegaconf import II
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ class LogWarmupConstantSchedule(FairseqLRScheduler):
         super().__init__(cfg, optimizer)
         lrs = cfg.lr
         if isinstance(lrs, Collection) and len(lrs) > 1:
-            raise ValueError(
+            raise ConfigError(
                 "log_warmup_constant takes one --lr (lr_max), not a per-epoch list"
             )
         self.lr_max = lrs[0] if isinstance(lrs, Collection) else lrs

@@ -41,6 +41,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.optim import FairseqOptimizer, register_optimizer
 from omegaconf import II, OmegaConf
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 TORCH_IMPL_CHOICES = ChoiceEnum(["auto", "fused", "foreach", "for-loop", "apex"])
@@ -86,7 +88,7 @@ def parse_betas(betas) -> Tuple[float, float]:
         betas = OmegaConf.to_container(betas)
     betas = tuple(float(b) for b in betas)
     if len(betas) != 2:
-        raise ValueError(f"--adam-betas needs two values (β1, β2), got {betas}")
+        raise ConfigError(f"--adam-betas needs two values (β1, β2), got {betas}")
     return betas
 
 
@@ -158,7 +160,7 @@ class TorchAdamW(FairseqOptimizer):
             "for-loop": dict(fused=False, foreach=False),
         }
         if impl not in flags:
-            raise ValueError(f"unknown --torch-impl {impl!r}")
+            raise ConfigError(f"unknown --torch-impl {impl!r}")
         return torch.optim.AdamW(params, **flags[impl], **kwargs), impl
 
     @staticmethod

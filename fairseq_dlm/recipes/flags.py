@@ -6,8 +6,11 @@ paper README's misspellings are read as what they mean, with a message (SPEC §1
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..errors import UserError
 
-class FlagError(ValueError):
+
+
+class FlagError(UserError, ValueError):
     """A flag the script does not take, a missing value or a missing required flag."""
 
 

@@ -67,9 +67,36 @@ def arch_for(pretrained_dir: str) -> str:
 
 
 # ------------------------------------------------------------------------------- --ds_config
-def _enabled(block, cuda: bool) -> bool:
-    value = (block or {}).get("enabled", False)
-    return cuda if value == "auto" else bool(value)
+def _enabled(config: dict, key: str, path: str, cuda: bool) -> bool:
+    """``config[key]["enabled"]``: a JSON boolean, or ``"auto"`` (on when there is a GPU)."""
+    block = config.get(key)
+    if block is None:
+        return False
+    if not isinstance(block, dict):
+        raise FlagError(f'--ds_config={path}: "{key}" must be an object such as {{"enabled": true}}, '
+                        f"not {json.dumps(block)}")
+    value = block.get("enabled", False)
+    if value == "auto":
+        return cuda
+    if not isinstance(value, bool):
+        raise FlagError(f'--ds_config={path}: "{key}.enabled" must be true, false or "auto" (a JSON boolean, '
+                        f"unquoted), not {json.dumps(value)}")
+    return value
+
+
+def _zero_stage(config: dict, path: str) -> int:
+    """``config["zero_optimization"]["stage"]``: a whole number 0-3 (0 when absent)."""
+    zero = config.get("zero_optimization")
+    if zero is None:
+        return 0
+    if not isinstance(zero, dict):
+        raise FlagError(f'--ds_config={path}: "zero_optimization" must be an object such as {{"stage": 2}}, '
+                        f"not {json.dumps(zero)}")
+    stage = zero.get("stage", 0)
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= 3:
+        raise FlagError(f'--ds_config={path}: "zero_optimization.stage" must be 0, 1, 2 or 3 (a JSON number), '
+                        f"not {json.dumps(stage)}")
+    return stage
 
 
 def ds_config_flags(path: Optional[str], cuda: bool, notes: List[str]) -> List[str]:
@@ -87,8 +114,8 @@ def ds_config_flags(path: Optional[str], cuda: bool, notes: List[str]) -> List[s
         raise FlagError(f"--ds_config={path} is not JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(config, dict):
         raise FlagError(f"--ds_config={path}: a JSON object is expected")
-    stage = int((config.get("zero_optimization") or {}).get("stage", 0))
-    fp16, bf16 = _enabled(config.get("fp16"), cuda), _enabled(config.get("bf16"), cuda)
+    stage = _zero_stage(config, path)
+    fp16, bf16 = _enabled(config, "fp16", path, cuda), _enabled(config, "bf16", path, cuda)
     if not cuda:
         notes.append(f"--ds_config={path}: ZeRO stage {stage}"
                      f"{', fp16' if fp16 else ''}{', bf16' if bf16 else ''} not applied: no CUDA device (--cpu, fp32)")
@@ -98,7 +125,7 @@ def ds_config_flags(path: Optional[str], cuda: bool, notes: List[str]) -> List[s
     if stage == 1:
         flags += ["--zero-sharding", "os"]
         chosen.append("ZeRO 1 → --zero-sharding os")
-    elif stage >= 2:
+    elif stage in (2, 3):
         flags += ["--ddp-backend", "fully_sharded"] + (["--no-reshard-after-forward"] if stage == 2 else [])
         chosen.append(f"ZeRO {stage} → FSDP" + (" without resharding" if stage == 2 else ""))
     if bf16 and stage >= 2:

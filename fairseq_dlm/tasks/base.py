@@ -20,10 +20,13 @@ from fairseq.data.indexed_dataset import get_available_dataset_impl
 from fairseq.tasks import FairseqTask
 from omegaconf import II, open_dict
 
+from .. import safe_load
 from ..checkpoints import checkpoint_to_restore, read_checkpoint
+from ..compat_checkpoints import remove_stale_temporaries
 from ..data import PromptResponseDataset
 from ..data.templates import fill_template, resolve_template
 from ..data.text import normalise
+from ..errors import ConfigError, MissingFileError
 from ..generator import DiffusionGenerationConfig, DiffusionGenerator
 from ..metrics import available_metrics
 from .interactive import InteractiveLines, write_result_line
@@ -51,6 +54,8 @@ class DiffusionTaskConfig(DiffusionGenerationConfig):
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
     continue_once: Optional[str] = II("checkpoint.continue_once")
     checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
+    reset_optimizer: bool = II("checkpoint.reset_optimizer")
+    max_update: int = II("optimization.max_update")
     prompt_template: Optional[str] = field(
         default=None,
         metadata={
@@ -97,12 +102,20 @@ class DiffusionTaskConfig(DiffusionGenerationConfig):
     eval_print_samples: bool = field(
         default=False, metadata={"help": "log one hypothesis and its reference per validation batch"}
     )
+    trust_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "load checkpoints (--path, --restore-file, --finetune-from-model) even when they hold objects "
+            "beyond tensors, containers and fairseq/omegaconf/numpy values; unpickling them can run code: only "
+            "for files from a source you trust (default: such files are refused, naming the object)"
+        },
+    )
 
 
 def load_dictionary(path: str) -> Dictionary:
     """A fairseq dictionary with ``<mask>`` (added when missing); ``.path`` names its file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no dictionary at {path}: binarize the data with `fairseq-preprocess --joined-dictionary "
             f"--destdir {os.path.dirname(path) or '.'} ...` (it writes dict.<lang>.txt)"
         )
@@ -120,6 +133,8 @@ class DiffusionTask(FairseqTask):
 
     def __init__(self, cfg: DiffusionTaskConfig, dictionary: Dictionary):
         super().__init__(cfg)
+        if cfg.trust_checkpoint:  # set by the command line: a loaded checkpoint's own value is dropped
+            safe_load.set_trusted(True)
         self.dictionary = dictionary
         self.mask_idx = dictionary.index(MASK)
         self._model_positions = None  # the positions of the last model built (for size messages)
@@ -134,7 +149,7 @@ class DiffusionTask(FairseqTask):
         if not cfg.eval_metric:
             return None
         if cfg.eval_metric not in available_metrics():
-            raise ValueError(f"--eval-metric {cfg.eval_metric!r} is not a metric; known: {', '.join(available_metrics())}")
+            raise ConfigError(f"--eval-metric {cfg.eval_metric!r} is not a metric; known: {', '.join(available_metrics())}")
         return ValidationScorer(cfg.eval_metric, cfg.eval_metric_options, cfg.eval_args,
                                 cfg.eval_post_process, cfg.eval_print_samples)
 
@@ -178,13 +193,13 @@ class DiffusionTask(FairseqTask):
         n, first = int(too_long.sum()), indices[too_long][:10].tolist()
         what = f"{n} of {len(indices)} examples of split {name!r} are longer than {limit_text}"
         if not ignore_invalid_inputs:
-            raise ValueError(
+            raise ConfigError(
                 f"{what} (first ids: {first}); pass --skip-invalid-size-inputs-valid-test to skip them "
                 "(they are then counted and reported), or shorten the prompts"
             )
         logger.warning("%s and are skipped; first ids: %s", what, first)
         if too_long.all():
-            raise ValueError(f"every example of split {name!r} is longer than {limit_text}; nothing to do")
+            raise ConfigError(f"every example of split {name!r} is longer than {limit_text}; nothing to do")
         if name != self.cfg.train_subset:
             _report_at_exit(f"Skipped {n} of {len(indices)} examples of {name} longer than {limit_text}: not "
                             f"decoded, not scored (scores are on the other {len(indices) - n})")
@@ -226,7 +241,8 @@ class DiffusionTask(FairseqTask):
         ``cfg.backbone_state`` (the model's own record of its backbone, saved with the model config
         in every checkpoint) is filled from the checkpoint fairseq-train will resume or fine-tune
         from, and written back after building so that checkpoints carry it."""
-        if not from_checkpoint:
+        if not from_checkpoint:  # fairseq-train
+            remove_stale_temporaries(self.cfg.save_dir)
             restored = self._backbone_to_restore()
             if restored is not None:
                 with open_dict(cfg):
@@ -255,6 +271,7 @@ class DiffusionTask(FairseqTask):
         except Exception as e:  # fairseq's own loading reports the unreadable file
             logger.warning("could not read %s ahead of loading it (%s)", path, e)
             return None
+        self._stop_if_finished(path, state)
         saved = ((state.get("cfg") or {}).get("model") or {}).get("backbone_state")
         saved = json.loads(saved) if saved else (state.get("task_state") or {}).get("backbone")  # before 2026-12
         if saved is None:
@@ -262,6 +279,21 @@ class DiffusionTask(FairseqTask):
                            "the command line", path)
             return None
         return dict(saved, source=path)
+
+    def _stop_if_finished(self, path: str, state: dict) -> None:
+        """A resumed run whose checkpoint already has ``--max-update`` updates ends here, untouched.
+
+        fairseq-train checks ``--max-update`` only after an update, so rerunning a finished command
+        would train one update past it and overwrite ``checkpoint_last.pt``; this exits first (status 0)."""
+        resumed = not self.cfg.reset_optimizer and not (
+            self.cfg.finetune_from_model and os.path.realpath(path) == os.path.realpath(self.cfg.finetune_from_model))
+        history = state.get("optimizer_history") or [{}]
+        done = history[-1].get("num_updates", 0) if isinstance(history[-1], dict) else 0
+        if resumed and self.cfg.max_update and done >= self.cfg.max_update:
+            message = (f"{path} has already trained {done} updates and --max-update is {self.cfg.max_update}: "
+                       "nothing to do (raise --max-update to train further; its files are left as they are)")
+            logger.info(message)
+            raise SystemExit(0)
 
     # ------------------------------------------------------------- precision
     def _autocast(self, model):

@@ -27,6 +27,7 @@ from ..checkpoints import checkpoint_to_restore, read_checkpoint
 from ..data import PromptResponseDataset
 from ..data.encode import PieceEncoder, fit_example
 from ..data.jsonl_mixture import JsonlMixture
+from ..errors import ConfigError, MissingFileError
 from ..metrics.evalfiles import read_eval_jsonl
 from .base import MASK, DiffusionTask, DiffusionTaskConfig, load_dictionary
 
@@ -68,7 +69,7 @@ class DiffusionInstructTask(DiffusionTask):
     @classmethod
     def setup_task(cls, cfg: DiffusionInstructConfig, **kwargs):
         if not cfg.data or not os.path.isdir(cfg.data):
-            raise FileNotFoundError(f"data directory {cfg.data!r} does not exist; pass the folder of jsonl shards")
+            raise MissingFileError(f"data directory {cfg.data!r} does not exist; pass the folder of jsonl shards")
         dictionary = load_dictionary(cfg.dict or os.path.join(cfg.data, "dict.txt"))
         logger.info("dictionary: %d types (%s, <mask> = %d)", len(dictionary), dictionary.path, dictionary.index(MASK))
         return cls(cfg, dictionary)
@@ -133,7 +134,7 @@ class DiffusionInstructTask(DiffusionTask):
             paths = [p for p in (os.path.join(self.cfg.data, f"{split}.jsonl{ext}") for ext in ("", ".gz"))
                      if os.path.isfile(p)]
         if not paths:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"split {split!r} not found: no {folder}/*.jsonl[.gz] and no {folder}.jsonl[.gz] "
                 "(pass --disable-validation to train without one)"
             )
@@ -160,6 +161,6 @@ class DiffusionInstructTask(DiffusionTask):
             logger.warning("%s: %d of %d examples dropped: the response alone leaves no room within %d positions "
                            "(first: %s)", split, len(dropped), len(pairs), limit, ", ".join(dropped[:5]))
         if not src:
-            raise ValueError(f"split {split!r} has no example that fits {limit} positions")
+            raise ConfigError(f"split {split!r} has no example that fits {limit} positions")
         logger.info("%s: %d examples (%d tokens)", split, len(src), int(np.sum([s.numel() + t.numel() for s, t in zip(src, tgt)])))
         return src, tgt

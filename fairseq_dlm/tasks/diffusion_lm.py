@@ -17,6 +17,7 @@ from fairseq.data import data_utils, indexed_dataset
 from fairseq.tasks import register_task
 
 from ..data import PromptResponseDataset
+from ..errors import ConfigError, MissingFileError
 from .base import MASK, DiffusionTask, DiffusionTaskConfig, load_dictionary
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _apply_bleu_aliases(cfg: DiffusionLMConfig) -> None:
     """Map the translation task's ``--eval-bleu*`` spellings onto the generic validation options."""
     if cfg.eval_bleu:
         if cfg.eval_metric not in (None, "bleu"):
-            raise ValueError(f"--eval-bleu contradicts --eval-metric {cfg.eval_metric}; pass one of them")
+            raise ConfigError(f"--eval-bleu contradicts --eval-metric {cfg.eval_metric}; pass one of them")
         cfg.eval_metric = "bleu"
     if cfg.eval_bleu_args is not None:
         cfg.eval_args = cfg.eval_bleu_args
@@ -62,16 +63,16 @@ class DiffusionLMTask(DiffusionTask):
     def setup_task(cls, cfg: DiffusionLMConfig, **kwargs):
         paths = utils.split_paths(cfg.data or "")
         if not paths or not os.path.isdir(paths[0]):
-            raise FileNotFoundError(f"data directory {cfg.data!r} does not exist; pass the fairseq-preprocess --destdir")
+            raise MissingFileError(f"data directory {cfg.data!r} does not exist; pass the fairseq-preprocess --destdir")
         if cfg.source_lang is None or cfg.target_lang is None:
             cfg.source_lang, cfg.target_lang = data_utils.infer_language_pair(paths[0])
         if cfg.source_lang is None or cfg.target_lang is None:
-            raise ValueError(f"could not infer the language pair in {paths[0]}; pass --source-lang and --target-lang")
+            raise ConfigError(f"could not infer the language pair in {paths[0]}; pass --source-lang and --target-lang")
         src_path = os.path.join(paths[0], f"dict.{cfg.source_lang}.txt")
         tgt_path = os.path.join(paths[0], f"dict.{cfg.target_lang}.txt")
         dictionary = load_dictionary(src_path)
         if os.path.isfile(tgt_path) and load_dictionary(tgt_path).symbols != dictionary.symbols:
-            raise ValueError(
+            raise ConfigError(
                 f"{src_path} and {tgt_path} differ: the diffusion LM needs one joined dictionary; "
                 "re-run fairseq-preprocess with --joined-dictionary (or --srcdict/--tgtdict of the same file)"
             )
@@ -85,7 +86,7 @@ class DiffusionLMTask(DiffusionTask):
             prefix = os.path.join(data_path, f"{split}.{a}-{b}.")
             if indexed_dataset.dataset_exists(prefix + src, impl=self.cfg.dataset_impl):
                 return prefix
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"split {split!r} not found in {data_path} (looked for {split}.{src}-{tgt}.{src}.bin/.idx); "
             "binarize it with fairseq-preprocess --trainpref/--validpref/--testpref"
         )
@@ -102,12 +103,12 @@ class DiffusionLMTask(DiffusionTask):
             empty = os.path.isfile(bin_path) and os.path.getsize(bin_path) == 0  # mmap cannot open it
             ds = None if empty else data_utils.load_indexed_dataset(prefix + lang, self.dictionary, self.cfg.dataset_impl)
             if empty or (ds is not None and len(ds) == 0):
-                raise ValueError(
+                raise ConfigError(
                     f"split {split!r} is empty ({bin_path} has no examples); check the text file "
                     "given to fairseq-preprocess"
                 )
             if ds is None:
-                raise FileNotFoundError(f"missing {prefix + lang}.bin/.idx for split {split!r}")
+                raise MissingFileError(f"missing {prefix + lang}.bin/.idx for split {split!r}")
             sides[lang] = ds
         src, tgt = sides[self.cfg.source_lang], sides[self.cfg.target_lang]
         logger.info("%s: %d examples from %s*", split, len(src), prefix)

@@ -15,6 +15,7 @@ from typing import List, Tuple
 import torch
 from fairseq import metrics, utils
 
+from ..errors import ConfigError
 from ..metrics import get_metric
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _json(text: str, flag: str) -> dict:
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as e:
-        raise ValueError(f"{flag} {text!r} is not valid JSON ({e})") from None
+        raise ConfigError(f"{flag} {text!r} is not valid JSON ({e})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{flag} {text!r} must be a JSON object")
+        raise ConfigError(f"{flag} {text!r} must be a JSON object")
     return value
