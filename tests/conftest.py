@@ -31,13 +31,28 @@ LEXICON.update({"die": "the", "das": "the"})
 PROMPT = "Translate the German sentence to English. German: {src} English:"
 
 
-def cli(tool: str, *args, check: bool = True, timeout: int = 600, input: str = None) -> subprocess.CompletedProcess:
-    """Run ``fairseq-<tool>`` of this environment (``input``: its stdin); on failure show the end of its output."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
-    proc = subprocess.run(
-        [str(BIN / f"fairseq-{tool}"), *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=timeout, input=input,
-    )
+# FAIRSEQ_DLM_TEST_SUBPROCESS=1: every cli() call starts the real console script in a new process
+SUBPROCESS = os.environ.get("FAIRSEQ_DLM_TEST_SUBPROCESS", "") not in ("", "0")
+
+
+def cli(tool: str, *args, check: bool = True, timeout: int = 600, input: str = None,
+        subprocess_only: bool = False) -> subprocess.CompletedProcess:
+    """Run ``fairseq-<tool>`` of this environment (``input``: its stdin); on failure show the end of its output.
+
+    By default the tool's own ``cli_main`` runs in this process (:func:`in_process.run`: the same
+    parsing, logging, exit status and error lines as the console script, without a new interpreter
+    importing torch and fairseq, seconds a call); ``subprocess_only`` (or FAIRSEQ_DLM_TEST_SUBPROCESS=1)
+    starts the console script itself, for what a process boundary changes (signals, distributed spawns)."""
+    if SUBPROCESS or subprocess_only:
+        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+        proc = subprocess.run(
+            [str(BIN / f"fairseq-{tool}"), *map(str, args)],
+            capture_output=True, text=True, env=env, timeout=timeout, input=input,
+        )
+    else:
+        import in_process
+
+        proc = in_process.run(tool, [str(a) for a in args], input)
     if check and proc.returncode != 0:
         raise AssertionError(f"fairseq-{tool} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc

@@ -29,13 +29,13 @@ print("exiting")
 """
 
 
-def _exit_codes(mode, runs):
-    return [subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=120,
-                           env={"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}).returncode
-            for _ in range(runs)]
+def _exit_code(mode):
+    return subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}).returncode
 
 
 def test_a_busy_data_thread_does_not_abort_the_process():
-    assert _exit_codes("with-plugin", 3) == [0, 0, 0]
-    # the control: without the plugin's exit hook the same program aborts (SIGABRT = -6)
-    assert -6 in _exit_codes("fairseq-only", 2)
+    assert [_exit_code("with-plugin") for _ in range(2)] == [0, 0]
+    # the control: without the plugin's exit hook the same program aborts (SIGABRT = -6; it did every time
+    # it was tried, a second try is allowed for a thread caught between two matmuls)
+    assert _exit_code("fairseq-only") == -6 or _exit_code("fairseq-only") == -6

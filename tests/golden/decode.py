@@ -40,6 +40,20 @@ CONFIGS = {
 _ID = re.compile(r"^[HP]-(\d+)\t")
 
 
+def arguments(name: str, root: Path, out: Path) -> List[str]:
+    """The ``fairseq-generate`` arguments of configuration ``name`` (results under ``out/name``)."""
+    checkpoint, flags = CONFIGS[name]
+    return [str(root / "data"), "--user-dir", USER_DIR, *COMMON, "--path", str(root / "models" / checkpoint),
+            "--results-path", str(out / name), *flags]
+
+
+def hp_lines(out: Path, name: str) -> List[str]:
+    """The H/P lines that ``fairseq-generate`` wrote for ``name``, in id order."""
+    lines = [line for line in (out / name / "generate-test.txt").read_text(encoding="utf-8").splitlines()
+             if _ID.match(line)]
+    return sorted(lines, key=lambda line: (int(_ID.match(line).group(1)), line[0]))
+
+
 def decode(root: Path, out: Path, names=None) -> Dict[str, List[str]]:
     """``{name: [H/P lines in id order]}`` for ``names`` (default: every configuration)."""
     from fairseq import options
@@ -48,14 +62,10 @@ def decode(root: Path, out: Path, names=None) -> Dict[str, List[str]]:
 
     results = {}
     for name in names or CONFIGS:
-        checkpoint, flags = CONFIGS[name]
-        argv = [str(root / "data"), "--user-dir", USER_DIR, *COMMON, "--path", str(root / "models" / checkpoint),
-                "--results-path", str(out / name), *flags]
         parser = options.get_generation_parser()
-        generate.main(convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv)))
-        lines = [line for line in (out / name / "generate-test.txt").read_text(encoding="utf-8").splitlines()
-                 if _ID.match(line)]
-        results[name] = sorted(lines, key=lambda line: (int(_ID.match(line).group(1)), line[0]))
+        args = options.parse_args_and_arch(parser, arguments(name, root, out))
+        generate.main(convert_namespace_to_omegaconf(args))
+        results[name] = hp_lines(out, name)
     return results
 
 
