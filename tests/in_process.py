@@ -73,7 +73,7 @@ def run(tool: str, args, input=None) -> subprocess.CompletedProcess:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
                 if isinstance(e.code, str):
                     err.write(e.code + "\n")
-            except BaseException as e:  # noqa: BLE001  (what the interpreter would report at exit)
+            except Exception as e:  # noqa: BLE001  (what the interpreter would report; Ctrl-C still stops pytest)
                 code = 1
                 user_error = errors.user_error_in(e)
                 if user_error is None:
