@@ -53,6 +53,7 @@ _PATCHED = False
 _RESUME = {}  # set during checkpoint_utils.load_checkpoint: {"cfg": CheckpointConfig, "last": path or None}
 _NAMES = re.compile(r"checkpoint.*\.pt")
 _SHARDS = re.compile(r".*(-shard|_part)\d+\.pt")
+NOT_A_CHECKPOINT = "it is not a PyTorch checkpoint file"
 
 
 class CheckpointFileError(UserError, RuntimeError):
@@ -100,7 +101,7 @@ def remove_stale_temporaries(save_dir: str) -> list:
         return []
     removed = []
     for name in sorted(os.listdir(save_dir)):
-        if _NAMES.fullmatch(name[:-len(".tmp")]) and name.endswith(".pt.tmp"):
+        if name.endswith(".pt.tmp") and _NAMES.fullmatch(name[:-len(".tmp")]):
             path = os.path.join(save_dir, name)
             try:
                 os.remove(path)
@@ -155,7 +156,7 @@ def not_a_checkpoint(path: str):
         head = f.read(4)
     if not head or head.startswith(b"PK") or head[:1] == b"\x80":
         return None
-    return f"it is not a PyTorch checkpoint file (it starts with {head!r}, neither a zip archive nor a pickle)"
+    return f"{NOT_A_CHECKPOINT} (it starts with {head!r}, neither a zip archive nor a pickle)"
 
 
 def _why_unreadable(path, exc):
@@ -181,9 +182,8 @@ def _flag(path):
 
 
 def _error(path, problem, alt):
-    wrong = not_a_checkpoint(path)
-    if wrong:
-        return CheckpointFileError(f"checkpoint file {path}: {wrong}; pass a checkpoint_*.pt written by "
+    if problem.startswith(NOT_A_CHECKPOINT):  # not damaged: never was a checkpoint
+        return CheckpointFileError(f"checkpoint file {path}: {problem}; pass a checkpoint_*.pt written by "
                                    "fairseq-train or scripts/convert_checkpoint.py")
     where = os.path.dirname(os.path.abspath(path))
     if alt:

@@ -21,6 +21,7 @@ safetensors and JSON); the official releases are read with ``weights_only=True``
 """
 import argparse
 import collections
+import functools
 import logging
 import os
 import re
@@ -60,10 +61,11 @@ def _omegaconf_globals() -> list:
             nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode, typing.Any]
 
 
-def safe_globals() -> list:
-    """What a fairseq checkpoint may name besides torch's defaults (tensors, dicts, lists, ...)."""
-    return [argparse.Namespace, collections.defaultdict, dict, list, tuple, set, int, float, str, bool,
-            *_omegaconf_globals(), *_numpy_globals()]
+@functools.lru_cache(maxsize=None)
+def safe_globals() -> tuple:
+    """What a fairseq checkpoint may name besides torch's defaults (tensors, dicts, lists, ...); built once."""
+    return (argparse.Namespace, collections.defaultdict, dict, list, tuple, set, int, float, str, bool,
+            *_omegaconf_globals(), *_numpy_globals())
 
 
 def trusted() -> bool:
@@ -116,7 +118,7 @@ def torch_load(f, *args, **kwargs):
         return torch.load(f, *args, **kwargs)
     kwargs["weights_only"] = True
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        with torch.serialization.safe_globals(list(safe_globals())):
             return torch.load(f, *args, **kwargs)
     except Exception as e:  # noqa: BLE001  (torch raises pickle.UnpicklingError; keep any other error as it is)
         text = str(e)
