@@ -26,7 +26,6 @@ import os
 import re
 import sys
 import time
-from argparse import Namespace
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .data.encode import PieceEncoder, fit_example
+from .diffusion.options import DEFAULTS
 from .errors import UserError
 from .metrics.answers import choice_correct, number_correct, squad_em, squad_f1
 from .metrics.evalfiles import (FULL_NAMES, GROUP_MAP_NAMES, EvalFileError, EvalSet, group_label,
@@ -170,15 +170,15 @@ def load_job(path: str, benchmark: str = "auto", limit: Optional[int] = None) ->
 class DecodeSettings:
     """How rows are decoded (SPEC §6.3): ``canvas`` is ``oracle``, ``fixed`` or ``predicted``."""
 
-    max_iter: int = 10
+    max_iter: int = DEFAULTS.max_iter
     canvas: str = "oracle"
     fixed_canvas_length: Optional[int] = None
-    length_beam: int = 1
+    length_beam: int = DEFAULTS.length_beam
     response_room: int = 64  # predicted lengths: slots kept free when cutting long prompts
     batch_size: int = 8
-    decoding_strategy: str = "reparam-uncond-deterministic-cosine"
-    suppress_special_tokens: bool = False
-    seed: int = 1
+    decoding_strategy: str = DEFAULTS.strategy
+    suppress_special_tokens: bool = DEFAULTS.suppress_special_tokens
+    seed: int = DEFAULTS.seed
     bf16: bool = False
 
     def __post_init__(self):
@@ -272,14 +272,15 @@ def encode_rows(decoder: Decoder, data: EvalSet, settings: DecodeSettings) -> En
 
 
 def build_generator(decoder: Decoder, settings: DecodeSettings):
-    """The task's :class:`~fairseq_dlm.generator.DiffusionGenerator` for ``settings``."""
-    args = Namespace(
-        iter_decode_max_iter=settings.max_iter, iter_decode_with_beam=settings.length_beam,
-        oracle_length=settings.canvas != "predicted", decoding_strategy=settings.decoding_strategy,
-        decoding_temperature=0.0, argmax_decoding=True, mbr=1,
+    """A :class:`~fairseq_dlm.generator.DiffusionGenerator` for ``settings`` (argmax proposals; the
+    checkpoint task's settings for the rest)."""
+    from .generator import DiffusionGenerator
+
+    return DiffusionGenerator.from_task(
+        decoder.task, max_iter=settings.max_iter, length_beam=settings.length_beam,
+        oracle_length=settings.canvas != "predicted", strategy=settings.decoding_strategy, temperature=0.0, mbr=1,
         suppress_special_tokens=settings.suppress_special_tokens, seed=settings.seed,
     )
-    return decoder.task.build_generator(decoder.models, args)
 
 
 def batches(rows: EncodedRows, dictionary, batch_size: int):

@@ -204,25 +204,20 @@ class DiffusionLM(GeneratorHubInterface):
 
     # ---------------------------------------------------------------- internals
     def generator(self, steps, length_beam, strategy, oracle, temperature, retain_history, seed, options):
-        """The task's :class:`~fairseq_dlm.generator.DiffusionGenerator` for these settings."""
-        from argparse import Namespace
+        """A :class:`~fairseq_dlm.generator.DiffusionGenerator` with the checkpoint task's decoding
+        settings, these arguments and ``options`` (fields of the two option classes) replacing them."""
+        from .diffusion.options import split_options
+        from .generator import DiffusionGenerator
 
-        args = Namespace(iter_decode_max_iter=steps, iter_decode_with_beam=length_beam, oracle_length=oracle,
-                         decoding_temperature=temperature, retain_iter_history=retain_history, seed=seed,
-                         decoding_strategy=strategy)
-        generator = self.task.build_generator(self.models, args)
-        if options:
-            from dataclasses import fields, replace
-
-            from .diffusion.options import DecodingOptions
-
-            known = {f.name for f in fields(DecodingOptions)}
-            unknown = sorted(set(options) - known)
-            if unknown:
-                raise ArgumentTypeError(f"generate() got unknown option(s) {', '.join(unknown)}; the "
-                                        "DecodingOptions fields are " + ", ".join(sorted(known)))
-            generator = type(generator)(self.task.target_dictionary, replace(generator.options, **options))
-        return generator
+        _, _, unknown = split_options(options)
+        if unknown:
+            raise ArgumentTypeError(f"generate() got unknown option(s) {', '.join(unknown)}; the options are the "
+                                    "fields of DecodingOptions and RuntimeOptions (fairseq_dlm.diffusion.options)")
+        chosen = dict(max_iter=steps, length_beam=length_beam, oracle_length=oracle, temperature=temperature,
+                      retain_history=retain_history, seed=seed)
+        if strategy is not None:
+            chosen["strategy"] = strategy
+        return DiffusionGenerator.from_task(self.task, **dict(chosen, **options))
 
     def _decode_tokens(self, tokens: List[torch.Tensor], steps, length_beam, strategy, oracle_lengths, temperature,
                        batch_size, retain_history, seed, options) -> List[List[dict]]:

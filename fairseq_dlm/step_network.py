@@ -1,10 +1,13 @@
 """The network call of one denoising step: the whole canvas, or the response over a prompt cache.
 
 :class:`StepNetwork` is what :class:`~fairseq_dlm.generator.DiffusionGenerator` asks for logits.
-Three modes (see :mod:`fairseq_dlm.models.prompt_cache` for the attention layouts):
+It is the only way decoding reaches a network.  Four modes (see
+:mod:`fairseq_dlm.models.prompt_cache` for the attention layouts):
 
 * ``off`` — the backbone over the whole canvas every step (the reference; ``full`` models with
-  ``--prompt-cache-refresh 1``, the default, and any model with ``--no-prompt-cache``);
+  ``--prompt-cache-refresh 1``, the default, any model with ``--no-prompt-cache``, ensembles);
+* ``fixed`` — ``--batch-invariant``: ``off`` through the fixed shapes of
+  :mod:`fairseq_dlm.diffusion.fixed_shapes` (full-attention models only);
 * ``exact`` — a ``prefix_lm`` model: the prompt's keys/values are computed once per *example* (from
   the length head's pass when the length head is used) and shared by all its length candidates and
   steps; each step runs the backbone over ``[response slots, </s>]`` only.  Same hypotheses as ``off``;
@@ -18,7 +21,12 @@ Three modes (see :mod:`fairseq_dlm.models.prompt_cache` for the attention layout
   approximation; ``R = 1`` stays exact and shares nothing.)
 """
 import logging
+from typing import Optional, Sequence
+
 import torch
+
+from .diffusion.fixed_shapes import map_fixed_shapes
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +35,23 @@ class StepNetwork:
     """Logits for the active rows of a step.
 
     Args:
-        model: an ``xlmr_diffusion`` model (or any model; then only ``off`` is possible).
-        mode: ``off``, ``exact`` or ``refresh``.
+        model: an ``xlmr_diffusion`` model, or any callable ``model(tokens [r, W], positions=[r, W] bool,
+            prompt_mask=[r, W] bool) -> [n, V]`` logits (then only ``off`` and ``fixed`` are possible).
+        mode: ``off``, ``fixed``, ``exact`` or ``refresh``.
         start: ``[R]`` the first slot column of each candidate row (= 1 + prompt length).
         prompt_mask: ``[R, W]`` bool, the prompt side of each canvas (``<s>`` and the prompt).
         cache: ``exact``: the candidates' :class:`~fairseq_dlm.models.prompt_cache.PromptKV` (``[R]`` rows).
         refresh: ``refresh``: R.
         owner: ``refresh``: ``[R]`` each row's example (its length candidates share a prompt
             computation); ``None``: every row its own.
+        pad: the padding index (counts the tokens run; ``fixed``: pads the buckets).
+        filler: ``fixed``: the leading tokens of a dummy row (``[<s>, </s>]``).
     """
 
     def __init__(self, model, mode: str, start: torch.Tensor, prompt_mask: torch.Tensor, cache=None,
-                 refresh: int = 1, owner=None):
+                 refresh: int = 1, owner=None, pad: Optional[int] = None, filler: Sequence[int] = ()):
         self.model, self.mode, self.start, self.prompt_mask = model, mode, start, prompt_mask
+        self.pad, self.filler = pad, list(filler)
         self.cache, self.refresh = cache, refresh
         self.owner = torch.arange(start.numel(), device=start.device) if owner is None else owner
         self.width = int(start.max()) if start.numel() else 0  # refresh cache: the widest prompt side of any row
@@ -48,11 +60,12 @@ class StepNetwork:
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, step: int) -> torch.Tensor:
         """``[n, V]`` logits at ``positions`` of ``tokens`` (``[r, W]``: the canvases of ``rows``)."""
-        if self.mode == "off":
-            self.forward_tokens += int(tokens.ne(self.model.pad).sum()) if hasattr(self.model, "pad") else tokens.numel()
-            if getattr(self.model, "prefix_lm", False):
-                return self.model(tokens, positions=positions, prompt_mask=self.prompt_mask[rows])
-            return self.model(tokens, positions=positions)
+        if self.mode in ("off", "fixed"):
+            self.forward_tokens += int(tokens.ne(self.pad).sum()) if self.pad is not None else tokens.numel()
+            if self.mode == "fixed":  # outputs at every position of fixed-shape calls, then the ones asked for
+                per_row = map_fixed_shapes(tokens, self.pad, self.filler, self.model)  # r × [bucket, V]
+                return torch.cat([out[positions[r].nonzero().squeeze(1)] for r, out in enumerate(per_row)])
+            return self.model(tokens, positions=positions, prompt_mask=self.prompt_mask[rows])
         if self.mode == "exact":
             return self._cached(tokens, positions, rows, self._rows(rows))
         due = ~self.fresh[rows]
@@ -117,11 +130,15 @@ def _once(level: int, message: str, *args) -> None:
         logger.log(level, message, *args)
 
 
-def choose_mode(model, options, models_count: int, batch_invariant: bool) -> str:
-    """``off``, ``exact`` or ``refresh`` for this model and these options (logs why a cache is off)."""
+def choose_mode(model, options, models_count: int) -> str:
+    """``off``, ``fixed``, ``exact`` or ``refresh`` for this model and these
+    :class:`~fairseq_dlm.diffusion.options.RuntimeOptions` (logs why a cache is off)."""
+    batch_invariant = options.batch_invariant
     if not hasattr(model, "forward_cached"):
-        return "off"
-    prefix = bool(model.prefix_lm)
+        return "fixed" if batch_invariant else "off"
+    prefix = bool(model.exact_prompt_cache)  # prefix_lm attention: the prompt's states ignore the response
+    if batch_invariant and prefix:
+        raise ConfigError("--batch-invariant is not supported with a prefix_lm model")
     if prefix and options.prompt_cache_refresh != 1:
         _once(logging.WARNING, "--prompt-cache-refresh %d is for full-attention models: this prefix_lm model's "
               "prompt cache is exact already (computed once per example); the flag is ignored",
@@ -130,7 +147,7 @@ def choose_mode(model, options, models_count: int, batch_invariant: bool) -> str
         if prefix or options.prompt_cache_refresh != 1:
             _once(logging.WARNING, "prompt cache off: not supported with %s",
                   "an ensemble" if models_count > 1 else "--batch-invariant")
-        return "off"
+        return "fixed" if batch_invariant else "off"
     if not options.prompt_cache:
         return "off"
     if prefix:

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fairseq_dlm.evaluate import (DecodeSettings, evaluate_files, load_decoder,  # noqa: E402
                                   load_job)
 from fairseq_dlm import safe_load  # noqa: E402
+from fairseq_dlm.diffusion.options import DEFAULTS  # noqa: E402
 from fairseq_dlm.metrics.instruct import BENCHMARKS  # noqa: E402
 
 
@@ -34,21 +35,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dict", help="fairseq dictionary (default: DATA/dict.txt)")
     p.add_argument("--benchmark", default="auto", choices=["auto", *BENCHMARKS],
                    help="benchmark of every file (default: from each path)")
-    p.add_argument("--max-iter", type=int, default=10, help="denoising steps S (paper: MMLU/BBH 1, TyDiQA 10, IWSLT/MGSM 50)")
+    p.add_argument("--max-iter", type=int, default=DEFAULTS.max_iter, help="denoising steps S (paper: MMLU/BBH 1, TyDiQA 10, IWSLT/MGSM 50)")
     canvas = p.add_mutually_exclusive_group()
     canvas.add_argument("--oracle-length", action="store_true", help="canvas = the target's length (SPEC §6.3)")
     canvas.add_argument("--fixed-canvas-length", type=int, metavar="N",
                         help="every canvas has N slots (the leak-free MGSM variant of SPEC §7.4)")
-    p.add_argument("--length-beam", type=int, default=1, help="predicted lengths per row (length head)")
+    p.add_argument("--length-beam", type=int, default=DEFAULTS.length_beam, help="predicted lengths per row (length head)")
     p.add_argument("--response-room", type=int, default=64,
                    help="with predicted lengths: slots kept free when long prompts are cut from the left")
-    p.add_argument("--decoding-strategy", default="reparam-uncond-deterministic-cosine")
+    p.add_argument("--decoding-strategy", default=DEFAULTS.strategy, help="see fairseq-generate --decoding-strategy")
     p.add_argument("--suppress-special-tokens", action="store_true")
     p.add_argument("--batch-size", type=int, default=8, help="rows per batch")
     p.add_argument("--limit", type=int, help="evaluate only the first N rows of each group (BBH task, TyDiQA "
                    "language, MMLU subject; a one-group file: its first N rows), a stated subset")
     p.add_argument("--output-dir", help="write {bench}.{name}.{shot}.json files here")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of sampled decoding strategies")
     p.add_argument("--cpu", action="store_true", help="decode on CPU even when CUDA is available")
     p.add_argument("--bf16", action="store_true", help="forward passes under bfloat16 autocast")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -122,7 +122,7 @@ def test_clear_errors(api_model, tmp_path, tiny_pretrained):
     (dict(strategy=3), TypeError, r"strategy must be a string"),
     (dict(strategy="fastest"), ValueError, r"fastest"),
     (dict(exit_patience=0, early_exit="patience"), ValueError, r"--exit-patience must be ≥ 1"),
-    (dict(no_such_option=1), TypeError, r"unknown option\(s\) no_such_option; the DecodingOptions fields are "),
+    (dict(no_such_option=1), TypeError, r"unknown option\(s\) no_such_option; the options are the fields of DecodingOptions "),
 ])
 def test_every_generate_argument_is_checked_up_front(api_model, call, error, message):
     """Each bad argument is named in the error, before anything is decoded (no deep TypeError/KeyError)."""

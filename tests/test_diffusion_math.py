@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from fairseq_dlm.diffusion.denoise import (
-    DecodeState, ar_step, cmlm_step, finalize, init_state, lowest_k, parse_strategy, reparam_step,
+    DecodeState, ar_step, cmlm_step, finalize, init_state, lowest_k, reparam_step,
 )
 from fairseq_dlm.diffusion.layout import build_canvas, concat_prompt_response
 from fairseq_dlm.diffusion.noising import coupled_masks, maskable_positions, sample_timesteps
 from fairseq_dlm.diffusion.schedules import num_masked_after_step
+from fairseq_dlm.diffusion.strategies import build_strategy, strategy_families
 from fairseq_dlm.diffusion.weighting import reweighted_loss, timestep_weights
 
 PAD, BOS, EOS, MASK = 1, 0, 2, 99
@@ -77,11 +78,20 @@ def test_schedule_examples_from_spec():
     assert all(num_masked_after_step(torch.tensor([20]), s, 50).item() == 19 for s in range(1, 11))
 
 
-def test_parse_strategy():
-    assert parse_strategy("reparam-cond-stochastic0.5-linear") == ("reparam", True, 0.5, "linear")
-    assert parse_strategy("cmlm").kind == "cmlm"
-    with pytest.raises(ValueError, match="unknown decoding strategy"):
-        parse_strategy("reparam-foo-deterministic-cosine")
+def test_strategy_registry_declares_what_the_sampler_needs():
+    s = build_strategy("reparam-cond-stochastic0.5-linear", MASK)
+    assert (s.family, s.cond, s.noise_scale, s.schedule) == ("reparam", True, 0.5, "linear")
+    assert s.draws_noise and not s.deterministic
+    s = build_strategy("reparam-uncond-deterministic-cosine", MASK)
+    assert s.deterministic and not s.draws_noise and not s.cond and s.schedule == "cosine"
+    cmlm, ar, threshold = (build_strategy(n, MASK, 0.7) for n in ("cmlm", "ar", "threshold"))
+    assert cmlm.draws_noise and not cmlm.deterministic and cmlm.schedule == "linear"
+    assert ar.deterministic and not ar.draws_noise and ar.schedule == "linear" and not ar.stops_when_committed
+    assert threshold.threshold == 0.7 and threshold.stops_when_committed and threshold.schedule == "cosine"
+    assert set(strategy_families()) >= {"reparam", "cmlm", "ar", "threshold"}
+    for bad in ("reparam-foo-deterministic-cosine", "reparam-cond-stochasticX-cosine", "cmlm-linear", "mask-predict"):
+        with pytest.raises(ValueError, match="unknown decoding strategy"):
+            build_strategy(bad, MASK)
 
 
 def test_build_canvas():
@@ -172,7 +182,7 @@ def test_ar_commits_left_to_right():
     state = ar_step(state, cand, score, torch.tensor([1]), torch.tensor([2]))
     assert state.tokens[0, 2:6].tolist() == [31, 32, MASK, MASK]
     state = ar_step(state, cand, score, torch.tensor([2]), torch.tensor([2]))
-    assert not state.masked.any() and parse_strategy("ar").kind == "ar"
+    assert not state.masked.any()
 
 
 def test_reparam_step_by_hand():

@@ -127,7 +127,7 @@ class _Cycler(torch.nn.Module):
     def max_positions(self):
         return 64
 
-    def forward(self, tokens, positions=None):
+    def forward(self, tokens, positions=None, prompt_mask=None):
         self.calls += 1
         rows, cols = positions.nonzero(as_tuple=True)
         seen = tokens[rows, cols]
@@ -191,7 +191,7 @@ def test_stub_cycles_are_replayed_losslessly(options):
 def test_long_schedule_is_reported_once_per_generator(caplog):
     d = _toy()
     model = _Cycler(len(d), d.index("<mask>"))
-    with caplog.at_level(logging.INFO, logger="fairseq_dlm.generator"):
+    with caplog.at_level(logging.INFO, logger="fairseq_dlm.diffusion.sampler"):
         DiffusionGenerator(d, max_iter=12, oracle_length=True).generate([model], _toy_sample([6, 2]))
         assert LONG not in caplog.text  # S = 12 ≤ 2 × 6
         gen = DiffusionGenerator(d, max_iter=200, oracle_length=True)

@@ -3,8 +3,11 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
-from fairseq_dlm.diffusion.options import DEFAULTS, DecodingOptions
-from fairseq_dlm.generator import DiffusionGenerationConfig, DiffusionGenerator, FunctionDenoiser
+from fairseq_dlm.diffusion.options import (
+    DEFAULTS, RUNTIME_DEFAULTS, DecodingOptions, RuntimeOptions, check_flags,
+)
+from fairseq_dlm.generator import DiffusionGenerator, FunctionDenoiser
+from fairseq_dlm.tasks.decoding_config import DiffusionGenerationConfig
 
 
 def _dictionary():
@@ -54,10 +57,34 @@ def test_defaults_are_written_once():
     """fairseq's config fields and the generator's fallbacks take their defaults from DEFAULTS."""
     cfg = DiffusionGenerationConfig()
     assert cfg.decoding_strategy == DEFAULTS.strategy and cfg.decoding_temperature == DEFAULTS.temperature == 0.0
-    for name in ("oracle_length", "mbr", "exit_patience", "confidence_threshold", "block_length", "batch_invariant"):
+    for name in ("oracle_length", "mbr", "exit_patience", "confidence_threshold", "block_length"):
         assert getattr(cfg, name) == getattr(DEFAULTS, name), name
+    for name in ("batch_invariant", "prompt_cache_refresh", "quantize_dynamic"):
+        assert getattr(cfg, name) == getattr(RUNTIME_DEFAULTS, name), name
     gen = DiffusionGenerator.from_args(_dictionary(), argparse_namespace())
-    assert gen.options == DEFAULTS
+    assert gen.options == DEFAULTS and gen.runtime == RUNTIME_DEFAULTS
+
+
+def test_flags_map_to_options_in_one_place():
+    """fairseq's own flags come from the generation config only; the task's from either; switches."""
+    generation = argparse_namespace(iter_decode_max_iter=7, iter_decode_with_beam=3, retain_iter_history=True,
+                                    decoding_strategy="cmlm", iter_decode_force_max_iter=True)
+    task = argparse_namespace(iter_decode_max_iter=99, decoding_strategy="threshold", decoding_temperature=0.5,
+                              argmax_decoding=True, mbr=1, no_prompt_cache=True, prompt_cache_refresh=3,
+                              batch_invariant=True)
+    o = DecodingOptions.from_flags(generation, task)
+    assert (o.max_iter, o.length_beam, o.retain_history, o.strategy) == (7, 3, True, "cmlm")
+    assert o.temperature == 0.0 and o.early_exit == "none"
+    r = RuntimeOptions.from_flags(generation, task)
+    assert r == RuntimeOptions(batch_invariant=True, prompt_cache=False, prompt_cache_refresh=3)
+    assert DecodingOptions.from_flags({"iter_decode_max_iter": 4}).max_iter == 4  # a JSON object of flags
+    with pytest.raises(ValueError, match="--eval-args: 'beam' set no decoding option"):
+        check_flags({"beam": 5, "iter_decode_max_iter": 4}, "--eval-args")
+    with pytest.raises(ValueError, match=r"--iter-decode-max-iter \(max_iter\) must be int, got '10'"):
+        DecodingOptions(max_iter="10")
+    assert DecodingOptions(temperature=1).temperature == 1.0
+    with pytest.raises(TypeError, match="unknown option"):
+        DiffusionGenerator(_dictionary(), beam=5)
 
 
 def argparse_namespace(**kw):

@@ -43,6 +43,7 @@ import shutil
 from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
+from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
 from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
@@ -56,6 +57,8 @@ SPM_FILE = "sentencepiece.bpe.model"
 EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", SPM_FILE, "dict.txt",
                 LENGTH_HEAD_FILE, DIFFUSION_CONFIG)
+# diffusion_config.json "decoding" key -> the DecodingOptions field it holds
+DECODING_KEYS = {"steps": "max_iter", "strategy": "strategy", "length_beam": "length_beam", "temperature": "temperature"}
 FORMAT = "fairseq_dlm-hf-export"
 FORMAT_VERSION = 1
 
@@ -297,9 +300,8 @@ def diffusion_config(cfg: dict, task, ckpt: str, state: dict, *, vocabulary: str
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "task": task_cfg.get("_name"), "arch": (cfg.get("model") or {}).get("_name"),
         "prompt_template": getattr(task.cfg, "prompt_template", None),
-        "decoding": {"steps": gen.get("iter_decode_max_iter"), "strategy": task_cfg.get("decoding_strategy"),
-                     "length_beam": gen.get("iter_decode_with_beam"),
-                     "temperature": task_cfg.get("decoding_temperature")},
+        "decoding": {key: (gen if option in GENERATION_FLAGS else task_cfg).get(flag(option))
+                     for key, option in DECODING_KEYS.items()},
         "length_head": length_sizes is not None, "length_head_sizes": length_sizes,
         "vocabulary": vocabulary, "vocabulary_size": hf_config.vocab_size,
         "tie_word_embeddings": bool(hf_config.tie_word_embeddings),

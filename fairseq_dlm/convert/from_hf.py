@@ -22,9 +22,10 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE as LENGTH_HEAD
-from .export_hf import DIFFUSION_CONFIG, FORMAT, SPM_FILE
+from .export_hf import DECODING_KEYS, DIFFUSION_CONFIG, FORMAT, SPM_FILE
 from .outputs import check_out_dir, refuse_existing, staged_dir
 from .plugin_checkpoint import CHECKPOINT, backbone_state, check_state_dict, training_cfg, write_checkpoint
 
@@ -109,10 +110,9 @@ def restore_settings(cfg: dict, meta: dict, hf_config: dict) -> dict:
         task["source_lang"], task["target_lang"] = meta.get("source_lang"), meta.get("target_lang")
     task["prompt_template"] = meta.get("prompt_template")
     decoding = meta.get("decoding") or {}
-    for key, section, name in (("steps", gen, "iter_decode_max_iter"), ("length_beam", gen, "iter_decode_with_beam"),
-                               ("strategy", task, "decoding_strategy"), ("temperature", task, "decoding_temperature")):
+    for key, option in DECODING_KEYS.items():
         if decoding.get(key) is not None:
-            section[name] = decoding[key]
+            (gen if option in GENERATION_FLAGS else task)[flag(option)] = decoding[key]
     model["dropout"] = hf_config.get("hidden_dropout_prob", model["dropout"])
     model["attention_dropout"] = hf_config.get("attention_probs_dropout_prob", model["attention_dropout"])
     return cfg

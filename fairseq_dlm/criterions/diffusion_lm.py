@@ -95,9 +95,8 @@ class DiffusionLMCriterion(FairseqCriterion):
         tokens, prompt_mask = sample["tokens"], sample["prompt_mask"]
         validating = not model.training  # the same noise for every validation pass, per example
         x_t, masks, t, num_maskable = self.noise(tokens, prompt_mask, sample["id"] if validating else None)
-        # the prompt side matters to prefix_lm models (the prompt attends to the prompt only)
-        kwargs = {"prompt_mask": prompt_mask.repeat(2, 1)} if getattr(model, "prefix_lm", False) else {}
-        logits = model(x_t, positions=masks, **kwargs)  # [n, V]
+        # the model decides what the prompt side means to it (prefix_lm: the prompt attends to the prompt only)
+        logits = model(x_t, positions=masks, prompt_mask=prompt_mask.repeat(2, 1))  # [n, V]
         targets = tokens.repeat(2, 1)[masks]
         seq_index = torch.arange(x_t.size(0), device=x_t.device).unsqueeze(1).expand_as(x_t)[masks]
         lprobs = torch.log_softmax(logits.float(), dim=-1)

@@ -16,54 +16,7 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-STRATEGIES = (
-    "reparam-uncond-deterministic-cosine",
-    "reparam-uncond-deterministic-linear",
-    "reparam-uncond-stochastic{X}-cosine",
-    "reparam-cond-deterministic-cosine",
-    "threshold",
-    "cmlm",
-    "ar",
-)
 FAR = 1000.0
-
-
-class Strategy(NamedTuple):
-    """A parsed ``--decoding-strategy``."""
-
-    kind: str  # "reparam" | "cmlm" | "threshold" | "ar"
-    cond: bool = False
-    noise_scale: float = 0.0  # X of stochasticX
-    schedule: str = "cosine"
-
-
-def parse_strategy(name: str) -> Strategy:
-    """``reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>``, ``threshold``, ``cmlm`` or ``ar``."""
-    if name == "cmlm":
-        return Strategy("cmlm", schedule="linear")
-    if name == "ar":
-        return Strategy("ar", schedule="linear")
-    if name == "threshold":
-        return Strategy("threshold", schedule="cosine")
-    parts = name.split("-")
-    err = ValueError(
-        f"unknown decoding strategy {name!r}: expected "
-        "reparam-<uncond|cond>-<deterministic|stochasticX>-<cosine|linear>, threshold, cmlm or ar"
-    )
-    if len(parts) != 4 or parts[0] != "reparam" or parts[1] not in ("uncond", "cond"):
-        raise err
-    if parts[3] not in ("cosine", "linear"):
-        raise err
-    if parts[2] == "deterministic":
-        scale = 0.0
-    elif parts[2].startswith("stochastic"):
-        try:
-            scale = float(parts[2][len("stochastic"):] or 1.0)
-        except ValueError:
-            raise err from None
-    else:
-        raise err
-    return Strategy("reparam", cond=parts[1] == "cond", noise_scale=scale, schedule=parts[3])
 
 
 class DecodeState(NamedTuple):

@@ -1,14 +1,74 @@
-"""Decoding options and their defaults, written once (SPEC §6).
+"""Decoding options, their defaults and their flags, written once (SPEC §6).
 
 :class:`DecodingOptions` is what the generator is built from; fairseq's config dataclass
-(``fairseq_dlm.generator.DiffusionGenerationConfig``) takes its defaults from :data:`DEFAULTS`,
-and ``DiffusionGenerator.from_args`` falls back to them.  Invalid combinations are refused here,
-with the command-line flag in the message.
+(``fairseq_dlm.tasks.decoding_config.DiffusionGenerationConfig``) takes its defaults from
+:data:`DEFAULTS`, and :meth:`DecodingOptions.from_flags` is the one mapping from flags (fairseq's
+generation config, a task config) to options.  Invalid combinations are refused here, with the
+command-line flag in the message.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Mapping
 
 from ..errors import ConfigError
-from .denoise import parse_strategy
+from .strategies import check_strategy
+
+# option -> the flag it is set by, where the names differ: fairseq's own generation flags
+# (``cfg.generation``) and two of the task's
+GENERATION_FLAGS = {"max_iter": "iter_decode_max_iter", "length_beam": "iter_decode_with_beam",
+                    "retain_history": "retain_iter_history"}
+TASK_FLAGS = {"strategy": "decoding_strategy", "temperature": "decoding_temperature"}
+# flags that set an option in a way of their own (see ``from_flags``)
+SWITCHES = ("argmax_decoding", "iter_decode_force_max_iter", "no_prompt_cache")
+
+
+def flag(option: str) -> str:
+    """The flag's ``dest`` that sets ``option`` (e.g. ``max_iter`` -> ``iter_decode_max_iter``)."""
+    return GENERATION_FLAGS.get(option) or TASK_FLAGS.get(option, option)
+
+
+def _given(config, name):
+    if config is None:
+        return None
+    if isinstance(config, Mapping):
+        return config.get(name)
+    return getattr(config, name, None)
+
+
+def _read_flags(cls, generation, task) -> dict:
+    """``cls``'s fields set by ``generation`` (fairseq's generation config, a Namespace or a dict of
+    flag dests) and ``task`` (the task config; fairseq's own flags are never read from it)."""
+    def value(option_flag, fairseq_own=False):
+        got = _given(generation, option_flag)
+        return got if got is not None or fairseq_own else _given(task, option_flag)
+
+    values = {f.name: value(flag(f.name), f.name in GENERATION_FLAGS) for f in fields(cls)}
+    if "temperature" in values and value("argmax_decoding"):
+        values["temperature"] = 0.0
+    if "early_exit" in values and value("iter_decode_force_max_iter", fairseq_own=True):
+        values["early_exit"] = "none"
+    if "prompt_cache" in values and value("no_prompt_cache"):
+        values["prompt_cache"] = False
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def check_flags(flags: Mapping, where: str) -> None:
+    """Refuse keys of ``flags`` (a JSON object of flag dests, e.g. ``--eval-args``) that set no option."""
+    known = {flag(f.name) for cls in (DecodingOptions, RuntimeOptions) for f in fields(cls)} | set(SWITCHES)
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise ConfigError(f"{where}: {', '.join(map(repr, unknown))} set no decoding option; the keys are flag "
+                          f"names with underscores: {', '.join(sorted(known))}")
+
+
+def _check_types(options) -> None:
+    """Each field holds its default's type (an int where a float is expected is converted)."""
+    for f in fields(options):
+        value, kind = getattr(options, f.name), type(f.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(options, f.name, float(value))
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"--{flag(f.name).replace('_', '-')} ({f.name}) must be {kind.__name__}, "
+                              f"got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -28,11 +88,7 @@ class DecodingOptions:
     confidence_threshold: float = 0.9  # --confidence-threshold
     block_length: int = 0  # --block-length
     seed: int = 1  # --seed
-    batch_invariant: bool = False  # --batch-invariant
     cycle_window: int = 8  # exact early exit replays repeating states of period ≤ this (1 = fixed points)
-    prompt_cache: bool = True  # --no-prompt-cache turns it off: prefix_lm models then run the whole canvas
-    prompt_cache_refresh: int = 1  # --prompt-cache-refresh R: full-attention models (1 = exact, 0 = never)
-    quantize_dynamic: bool = False  # --quantize-dynamic: int8 linear layers for CPU decoding
 
     @property
     def sampling(self) -> bool:
@@ -40,7 +96,8 @@ class DecodingOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "early_exit", str(self.early_exit))  # fairseq passes an Enum member
-        parse_strategy(self.strategy)  # unknown strategy: a clear error now
+        _check_types(self)
+        check_strategy(self.strategy)  # unknown strategy: a clear error now
         checks = [
             (self.max_iter >= 1, f"--iter-decode-max-iter must be ≥ 1, got {self.max_iter}"),
             (self.length_beam >= 1, f"--iter-decode-with-beam must be ≥ 1, got {self.length_beam}"),
@@ -53,8 +110,6 @@ class DecodingOptions:
             (0 < self.confidence_threshold <= 1,
              f"--confidence-threshold must be in (0, 1], got {self.confidence_threshold}"),
             (self.block_length >= 0, f"--block-length must be ≥ 0, got {self.block_length}"),
-            (self.prompt_cache_refresh >= 0,
-             f"--prompt-cache-refresh must be ≥ 0 (1 = recompute every step, 0 = never), got {self.prompt_cache_refresh}"),
         ]
         if self.early_exit == "patience":
             checks += [
@@ -68,5 +123,47 @@ class DecodingOptions:
             if not ok:
                 raise ConfigError(message)
 
+    @classmethod
+    def from_flags(cls, generation, task=None) -> "DecodingOptions":
+        """The options set by fairseq's generation config (or a Namespace, or a dict of flag dests)
+        ``generation`` and the task config ``task``; an option set by neither keeps its default.
+
+        fairseq's own flags (``--iter-decode-max-iter``, ``--iter-decode-with-beam``,
+        ``--retain-iter-history``, ``--iter-decode-force-max-iter``) are read from ``generation``; the
+        task's from ``generation`` first, then ``task``.  ``--argmax-decoding`` sets temperature 0 and
+        ``--iter-decode-force-max-iter`` early exit ``none``."""
+        return cls(**_read_flags(cls, generation, task))
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the network runs during decoding: speed and numerics, not the decoding algorithm.
+    ``prompt_cache_refresh`` ≠ 1 and ``quantize_dynamic`` are approximations."""
+
+    batch_invariant: bool = False  # --batch-invariant: fixed shapes and deterministic algorithms
+    prompt_cache: bool = True  # --no-prompt-cache turns it off: prefix_lm models then run the whole canvas
+    prompt_cache_refresh: int = 1  # --prompt-cache-refresh R: full-attention models (1 = exact, 0 = never)
+    quantize_dynamic: bool = False  # --quantize-dynamic: int8 linear layers for CPU decoding
+
+    def __post_init__(self):
+        _check_types(self)
+        if self.prompt_cache_refresh < 0:
+            raise ConfigError("--prompt-cache-refresh must be ≥ 0 (1 = recompute every step, 0 = never), got "
+                              f"{self.prompt_cache_refresh}")
+
+    @classmethod
+    def from_flags(cls, generation, task=None) -> "RuntimeOptions":
+        """As :meth:`DecodingOptions.from_flags`; ``--no-prompt-cache`` turns ``prompt_cache`` off."""
+        return cls(**_read_flags(cls, generation, task))
+
+
+def split_options(values: Mapping):
+    """``(DecodingOptions fields, RuntimeOptions fields, unknown names)`` of keyword arguments."""
+    decoding = {f.name for f in fields(DecodingOptions)}
+    runtime = {f.name for f in fields(RuntimeOptions)}
+    return ({k: v for k, v in values.items() if k in decoding}, {k: v for k, v in values.items() if k in runtime},
+            sorted(set(values) - decoding - runtime))
+
 
 DEFAULTS = DecodingOptions()
+RUNTIME_DEFAULTS = RuntimeOptions()

@@ -229,6 +229,12 @@ class XLMRDiffusionModel(BaseFairseqModel):
         return attention_strategy(self.cfg) == "prefix_lm"
 
     @property
+    def exact_prompt_cache(self) -> bool:
+        """Whether the prompt side's states ignore the response (``prefix_lm``), so that keys/values
+        computed once per example serve every step exactly (:mod:`fairseq_dlm.step_network`)."""
+        return self.prefix_lm
+
+    @property
     def output_dim(self) -> int:
         return self.hf.config.vocab_size
 

@@ -101,6 +101,9 @@ def _checkpoint(value: str, notes: List[str]) -> str:
         raise FlagError(f"--ckpt={value}: {e}") from None
 
 
+VALID_STEPS = 10  # the paper's validation decodes with S = 10 (oracle length)
+
+
 def task_train(values, cuda: bool, notes: List[str]) -> List[str]:
     """Stage 1, diffusive adaptation: validation by ``--metric`` (oracle length, S = 10) every
     ``--eval_steps`` updates picks ``checkpoint_best.pt``."""
@@ -115,7 +118,7 @@ def task_train(values, cuda: bool, notes: List[str]) -> List[str]:
     return ["fairseq-train", values["data_path"], "--user-dir", USER_DIR, "--task", "diffusion_lm",
             *_pair(values, extra, notes), *_backbone(pretrained), "--criterion", "diffusion_lm", *recipe(TASK_LR),
             *_steps(values, "--max-tokens"), *_every(values),
-            "--eval-metric", metric, "--eval-metric-options", json.dumps(options), "--eval-args", json.dumps({"iter_decode_max_iter": 10, "oracle_length": True}),
+            "--eval-metric", metric, "--eval-metric-options", json.dumps(options), "--eval-args", json.dumps({"iter_decode_max_iter": VALID_STEPS, "oracle_length": True}),
             "--eval-post-process", "sentencepiece",
             "--best-checkpoint-metric", metric, "--maximize-best-checkpoint-metric",
             *_run_end(values, extra, cuda, notes)]

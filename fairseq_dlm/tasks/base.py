@@ -26,9 +26,11 @@ from ..compat_checkpoints import remove_stale_temporaries
 from ..data import PromptResponseDataset
 from ..data.templates import fill_template, resolve_template
 from ..data.text import normalise
+from ..diffusion.options import DEFAULTS, flag
 from ..errors import ConfigError, MissingFileError
-from ..generator import DiffusionGenerationConfig, DiffusionGenerator
+from ..generator import DiffusionGenerator
 from ..metrics import available_metrics
+from .decoding_config import DiffusionGenerationConfig
 from .interactive import InteractiveLines, write_result_line
 from .validation import ValidationScorer
 
@@ -92,7 +94,7 @@ class DiffusionTaskConfig(DiffusionGenerationConfig):
         default="{}", metadata={"help": 'options of --eval-metric as JSON, e.g. \'{"tokenize": "intl"}\''}
     )
     eval_args: str = field(
-        default='{"iter_decode_max_iter": 10}',
+        default=json.dumps({flag("max_iter"): DEFAULTS.max_iter}),
         metadata={"help": "generation args of --eval-metric as JSON (validation decodes with oracle length)"},
     )
     eval_post_process: Optional[str] = field(

@@ -9,13 +9,14 @@ registered text metric: pass ``--maximize-best-checkpoint-metric``).
 """
 import json
 import logging
-from argparse import Namespace
 from typing import List, Tuple
 
 import torch
 from fairseq import metrics, utils
 
+from ..diffusion.options import check_flags
 from ..errors import ConfigError
+from ..generator import DiffusionGenerator
 from ..metrics import get_metric
 
 logger = logging.getLogger(__name__)
@@ -37,12 +38,13 @@ class ValidationScorer:
     def __init__(self, name: str, options: str, generation: str, post_process, print_samples: bool):
         self.metric = get_metric(name, **_json(options, "--eval-metric-options"))
         self.generation = dict(_json(generation, "--eval-args"), oracle_length=True)
+        check_flags(self.generation, "--eval-args")
         self.post_process, self.print_samples = post_process, print_samples
         self.generator = None
 
     def build_generator(self, task, model):
         """Called from the task's ``build_model`` (the generator needs the task's dictionary)."""
-        self.generator = task.build_generator([model], Namespace(**self.generation))
+        self.generator = DiffusionGenerator.from_args(task.target_dictionary, self.generation, task.cfg)
 
     def strings(self, dictionary, sample, hypos) -> Tuple[List[str], List[str]]:
         """Detokenized hypotheses and references of a decoded batch."""
