@@ -24,17 +24,17 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import torch
 from fairseq import checkpoint_utils, utils
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decoding_nfe import decode  # noqa: E402  (BLEU, NFE and sentences/s of one generator)
+from decoding_nfe import decode  # this folder (the script's, first on sys.path): BLEU, NFE and sentences/s
 
-import fairseq_dlm  # noqa: E402,F401
-from fairseq_dlm.generator import DiffusionGenerator  # noqa: E402
+import fairseq_dlm
+from fairseq_dlm.generator import DiffusionGenerator
+
+fairseq_dlm.register()
 
 CONFIGS = [
     ("full", "full", {}),

@@ -37,15 +37,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from fairseq_dlm.checkpoints import training_seconds
+from fairseq_dlm.metrics.bleu import bleu_report
+from fairseq_dlm.tools import fairseq_tool
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
-from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
-from fairseq_dlm.tools import fairseq_tool  # noqa: E402
 
 SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
     "check": (2, 256, 1024, 4),

@@ -8,7 +8,7 @@ code.  We do not patch fairseq's files: instead the ``torch`` name *inside*
 :func:`fairseq_dlm.safe_load.torch_load` (``weights_only=True`` with the allow-list of what fairseq
 checkpoints hold; ``--trust-checkpoint`` opts out).  Every other module is untouched.
 
-The checkpoint-*file* shims live in :mod:`fairseq_dlm.compat_checkpoints`, installed by
+The checkpoint-*file* shims live in :mod:`fairseq_dlm.checkpoints.files`, installed by
 :func:`install` too: atomic copies to ``checkpoint_last.pt``/``checkpoint_best.pt`` (a kill
 during a save no longer destroys them), a clear error for a truncated or corrupt checkpoint,
 and a resume that falls back, with a warning, to the newest complete checkpoint.
@@ -48,15 +48,15 @@ class _TorchProxy:
 
 def install() -> None:
     """Load fairseq's checkpoints through the allow-list of :mod:`fairseq_dlm.safe_load`, and install
-    the checkpoint-file shims of :mod:`fairseq_dlm.compat_checkpoints` (idempotent)."""
+    the checkpoint-file shims of :mod:`fairseq_dlm.checkpoints.files` (idempotent)."""
     global _PATCHED
     if _PATCHED:
         return
     import fairseq.checkpoint_utils as checkpoint_utils
 
-    from . import compat_checkpoints
+    from .checkpoints import files as checkpoint_files
 
-    compat_checkpoints.install()
+    checkpoint_files.install()
 
     from .safe_load import torch_load
 

@@ -71,3 +71,7 @@ def install_cli_hook(argv0=None) -> bool:
     hook._fairseq_dlm = True
     sys.excepthook = hook
     return True
+
+
+class PrepareError(UserError):
+    """A problem with the inputs of data preparation; the message names the file and the fix."""

@@ -3,9 +3,11 @@
 The generator builds canvases ``[<s>, prompt…, <mask>×L, </s>]`` (``L`` from the reference with
 ``--oracle-length``, else the top ``--iter-decode-with-beam`` lengths of the length head), runs
 the denoising steps over the response slots, and keeps each example's candidate with the best
-mean log-probability.  The math lives in :mod:`fairseq_dlm.diffusion`; this module only moves
-tensors between fairseq and it.  Every per-example quantity (length, ``N``, ``k``, random draws,
-early exit, selection) is computed per row, so hypotheses do not depend on the batch.
+mean log-probability.  The loop is :class:`fairseq_dlm.diffusion.sampler.Sampler` and the update
+rules are :mod:`fairseq_dlm.diffusion.strategies`; this module is the fairseq adapter: lengths,
+canvases, the network (one :class:`~fairseq_dlm.step_network.StepNetwork` per model, behind the
+sampler's ``denoise_fn``) and hypotheses.  Every per-example quantity (length, ``N``, ``k``, random
+draws, early exit, selection) is computed per row, so hypotheses do not depend on the batch.
 """
 import logging
 import math

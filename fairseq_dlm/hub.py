@@ -17,7 +17,7 @@
 as ``fairseq-generate``, so one example gives the same output through both.  ``generate`` takes
 strings (the hub interface's ``generate`` takes token tensors; passing tensors keeps that contract).
 
-What ``from_pretrained`` accepts (see :func:`locate`):
+What ``from_pretrained`` accepts (see :func:`fairseq_dlm.inference.locate`):
 
 * a plugin checkpoint file, or a folder holding one (``checkpoint_best.pt``, the highest
   ``checkpoint_E_U.pt``, ``checkpoint_last.pt``, ``checkpoint.pt``) — among them the folders written by
@@ -31,9 +31,6 @@ found the same way (``sentencepiece.bpe.model``), or split at whitespace when th
 that was encoded before binarizing).
 """
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -41,42 +38,11 @@ from fairseq import utils
 from fairseq.hub_utils import GeneratorHubInterface
 from omegaconf import open_dict
 
-from .errors import ArgumentTypeError, ConfigError, UserError
+from .diffusion.options import DEFAULTS
+from .errors import ArgumentTypeError, ConfigError
+from .inference import PretrainedPathError, locate  # noqa: F401  (public: the paths from_pretrained takes)
 
 logger = logging.getLogger(__name__)
-
-SPM = "sentencepiece.bpe.model"
-
-
-class PretrainedPathError(UserError, FileNotFoundError):
-    """A ``from_pretrained`` path that is none of the kinds it loads; the message says which are."""
-
-
-def _has_dictionary(folder: Path) -> bool:
-    return (folder / "dict.txt").is_file() or any(folder.glob("dict.*.txt"))
-
-
-def locate(path: str) -> str:
-    """``"checkpoint"``, ``"hf"`` or an error: what kind of model ``path`` is."""
-    p = Path(path)
-    if p.is_file():
-        return "checkpoint"
-    if not p.is_dir():
-        raise PretrainedPathError(f"{path} does not exist; pass a checkpoint file, a checkpoint folder or an "
-                                  "exported HuggingFace directory")
-    if (p / "diffusion_config.json").is_file() and (p / "config.json").is_file():
-        return "hf"
-    if any(p.glob("checkpoint*.pt")):
-        return "checkpoint"
-    if (p / "args.json").is_file():
-        raise PretrainedPathError(f"{path} is an official (paper) model folder; convert it first: python "
-                                  f"scripts/convert_checkpoint.py official {path} --out {p.name}-fairseq")
-    if (p / "config.json").is_file():
-        raise PretrainedPathError(f"{path} is a HuggingFace directory without diffusion_config.json: a plain masked "
-                                  "LM, not a diffusion model; train one (--pretrained DIR) or export a trained "
-                                  "checkpoint with scripts/export_hf.py")
-    raise PretrainedPathError(f"{path} holds no checkpoint*.pt, no exported model (config.json + "
-                              "diffusion_config.json) and no official model (args.json)")
 
 
 class DiffusionLM(GeneratorHubInterface):
@@ -113,41 +79,17 @@ class DiffusionLM(GeneratorHubInterface):
             fairseq_dlm.safe_load.UntrustedCheckpointError: the checkpoint holds other objects and
                 ``trust_checkpoint`` is off.
         """
-        import fairseq_dlm  # noqa: F401  (registers the task and model)
-        from fairseq import checkpoint_utils
+        from .inference import load
 
-        from .recipes.checkpoint_choice import resolve_checkpoint
-        from .safe_load import trusting
-
-        if not isinstance(trust_checkpoint, bool):
-            raise ArgumentTypeError("trust_checkpoint must be True or False")
-
-        keep = None
-        if locate(path) == "hf":
-            from .convert.from_hf import convert_hf_dir
-
-            keep = tempfile.TemporaryDirectory(prefix="diffusion-lm-")
-            convert_hf_dir(path, os.path.join(keep.name, "model"))
-            path = os.path.join(keep.name, "model")
-        ckpt = resolve_checkpoint(path)
-        data = data or _data_folder(ckpt)
-        arg_overrides = dict(overrides)
-        if data:
-            arg_overrides["data"] = data
-        with trusting(trust_checkpoint):
-            models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([ckpt], arg_overrides=arg_overrides)
-        spm = spm_model or _spm_model(task, data, ckpt)
-        if spm is None:
-            logger.info("no %s next to %s: text is split at whitespace (pre-encoded data)", SPM, ckpt)
-        logger.info("loaded %s (%s, %d positions, %s length head)", ckpt, task.__class__.__name__,
-                    models[0].max_positions(), "with a" if getattr(models[0], "length_head", None) else "no")
-        return cls(cfg, task, models, spm, keep)
+        loaded = load(path, data, spm_model, trust_checkpoint=trust_checkpoint, **overrides)
+        return cls(loaded.cfg, loaded.task, loaded.models, loaded.spm_model, loaded.keep)
 
     # ----------------------------------------------------------------- decoding
-    def generate(self, inputs, steps: int = 10, length_beam: int = 1, strategy: Optional[str] = None,
-                 oracle_lengths: Optional[Sequence[int]] = None, temperature: float = 0.0, batch_size: int = 16,
-                 retain_history: bool = False, return_dict: bool = False, seed: int = 1, verbose: bool = False,
-                 **options):
+    def generate(self, inputs, steps: int = DEFAULTS.max_iter, length_beam: int = DEFAULTS.length_beam,
+                 strategy: Optional[str] = None, oracle_lengths: Optional[Sequence[int]] = None,
+                 temperature: float = DEFAULTS.temperature, batch_size: int = 16,
+                 retain_history: bool = DEFAULTS.retain_history, return_dict: bool = False, seed: int = DEFAULTS.seed,
+                 verbose: bool = False, **options):
         """Decode ``inputs`` (one prompt string or a list of them); strings come back in input order.
 
         Args:
@@ -221,7 +163,7 @@ class DiffusionLM(GeneratorHubInterface):
 
     def _decode_tokens(self, tokens: List[torch.Tensor], steps, length_beam, strategy, oracle_lengths, temperature,
                        batch_size, retain_history, seed, options) -> List[List[dict]]:
-        from .evaluate import EncodedRows, batches, canvas_stand_in
+        from .inference import EncodedRows, batches, canvas_stand_in
 
         d = self.task.target_dictionary
         oracle = oracle_lengths is not None
@@ -305,17 +247,3 @@ def _check_oracle_lengths(lengths, tokens: List[torch.Tensor], max_positions: in
         if not 1 <= n <= room:
             raise ConfigError(f"oracle_lengths[{i}] = {n} is outside 1..{room}: the model has {max_positions} "
                               f"positions and prompt {i} takes {ids.numel() - 1} tokens plus <s> and </s>")
-
-
-def _data_folder(ckpt: str) -> Optional[str]:
-    """The checkpoint's own folder when it holds a dictionary, else None (the training data folder)."""
-    folder = Path(ckpt).parent
-    return str(folder) if _has_dictionary(folder) else None
-
-
-def _spm_model(task, data: Optional[str], ckpt: str) -> Optional[str]:
-    for folder in (data, getattr(task.cfg, "data", None), str(Path(ckpt).parent)):
-        if folder and os.path.isfile(os.path.join(folder, SPM)):
-            return os.path.join(folder, SPM)
-    configured = getattr(task.cfg, "spm_model", None)
-    return configured if configured and os.path.isfile(configured) else None

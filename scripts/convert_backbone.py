@@ -17,10 +17,8 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from light_import import load_package_module  # noqa: E402  (a bad --out fails before fairseq/torch load)
+from fairseq_dlm.convert import outputs  # standard library only: a bad --out fails before fairseq/torch load
 
 logger = logging.getLogger("convert_backbone")
 OUT_DIR_HELP = ("output directory (created); it changes only once the conversion is complete: a previous "
@@ -58,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 def check_outputs(args) -> None:
     """Refuse a bad ``--out`` (a file where a directory is written, the source itself or a folder inside it,
     an input file, a read-only place) before anything is imported or loaded."""
-    outputs = load_package_module("convert.outputs")
     if args.command == "compact":
         outputs.check_out_file(args.out, [args.model_file, args.keep_dict])
     else:

@@ -21,49 +21,11 @@ else ``--tokenizer DIR`` or ``facebook/xlm-roberta-{size}`` in the HF cache ``--
 """
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prepare_translation  # noqa: E402  (fetch)
-from light_import import load_package_module  # noqa: E402
-
-logger = logging.getLogger("download_ckpts")
-BASE_URL = "https://huggingface.co/yegcjs/diffusion_llm/resolve/main"
-PARTS = {"base": 1, "large": 1, "xl": 3, "xxl": 6}
-
-
-def download_archive(size: str, base_url: str, work: Path) -> Path:
-    """``work/flan_v2.{size}.length.tar.gz``: its parts fetched in order (0, 1, 2, ...) and joined."""
-    name = f"flan_v2.{size}.length"
-    archive = work / f"{name}.tar.gz"
-    if archive.is_file():
-        logger.info("%s: already there", archive)
-        return archive
-    hint = f"download {name}.tar.gz.part* elsewhere and copy them into {work}"
-    parts = [prepare_translation.fetch(f"{base_url}/{name}/{name}.tar.gz.part{i}", work / f"{name}.tar.gz.part{i}",
-                                       hint) for i in range(PARTS[size])]
-    return prepare_translation.join_parts(parts, archive)
-
-
-def unpack_release(archive: Path, size: str, out: Path) -> Path:
-    """The official folder (the one with ``args.json``) unpacked from ``archive`` under ``out``."""
-    releases = load_package_module("data.releases")
-    folder = out / f"flan_v2.{size}.length"
-    if (folder / "args.json").is_file():
-        return folder
-    work = out / f".unpack-{size}"
-    shutil.rmtree(work, ignore_errors=True)  # a killed earlier run's partial unpacking
-    try:
-        releases.unpack(archive, work, prepare_translation.PrepareError)
-        found = sorted(p.parent for p in work.rglob("args.json"))
-        if not found:
-            raise prepare_translation.PrepareError(f"{archive} holds no args.json: not an official model archive")
-        found[0].replace(folder)
-    finally:  # success or not, nothing is left behind but the release folder
-        shutil.rmtree(work, ignore_errors=True)
-    return folder
+from fairseq_dlm.convert.release_download import BASE_URL, PARTS, download_archive, unpack_release
+from fairseq_dlm.errors import PrepareError
 
 
 def main(argv=None) -> int:
@@ -96,7 +58,7 @@ def main(argv=None) -> int:
             target = a.out / f"flan-xlmr-{size}"
             convert_official(str(release), str(target), tokenizer=a.tokenizer, cache_dir=a.cache_dir, overwrite=True)
             done.append(str(target))
-    except (prepare_translation.PrepareError, FileNotFoundError, ValueError) as e:
+    except (PrepareError, FileNotFoundError, ValueError) as e:
         print(f"download_ckpts: error: {e}", file=sys.stderr)
         return 1
     for path in done:

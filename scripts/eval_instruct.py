@@ -14,16 +14,12 @@ prediction per row, and a table per benchmark is printed.  Without ``--oracle-le
 """
 import argparse
 import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from fairseq_dlm.evaluate import (DecodeSettings, evaluate_files, load_decoder,  # noqa: E402
-                                  load_job)
-from fairseq_dlm import safe_load  # noqa: E402
-from fairseq_dlm.diffusion.options import DEFAULTS  # noqa: E402
-from fairseq_dlm.metrics.instruct import BENCHMARKS  # noqa: E402
+from fairseq_dlm import safe_load
+from fairseq_dlm.diffusion.options import DEFAULTS
+from fairseq_dlm.evaluation import DecodeSettings, evaluate_files, load_decoder, load_job
+from fairseq_dlm.metrics.instruct import BENCHMARKS
 
 
 def parse_args(argv=None) -> argparse.Namespace:

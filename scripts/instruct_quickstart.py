@@ -26,13 +26,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-from quickstart import run  # noqa: E402  (prints each command, streams and logs its output)
+from fairseq_dlm.checkpoints import training_seconds
+from fairseq_dlm.tools import fairseq_tool, run  # run: prints each command, streams and logs its output
 
-from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
-from fairseq_dlm.tools import fairseq_tool  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EVAL = ROOT.parent / "shared" / "data" / "paper-eval"
 # (label, file or folder relative to paper-eval, steps S (the paper's settings, SPEC §6.3, scaled to the CPU),

@@ -15,13 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
-
-for _name in ("recipes.checkpoint_choice", "recipes.flags", "recipes.settings"):
-    load_package_module(_name)
-commands = load_package_module("recipes.commands")
-flags = load_package_module("recipes.flags")
+from fairseq_dlm.recipes import commands, flags  # standard library only: no torch or fairseq import
 
 
 def cuda_available() -> bool:
@@ -35,7 +29,9 @@ def cuda_available() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
-def main(argv=None) -> int:
+def main(argv=None, run=subprocess.call) -> int:
+    """``argv``: SCRIPT and its flags; ``run``: runs the built command (a list) and returns its exit status
+    (default: a subprocess)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in flags.SCRIPTS:
         print(__doc__, file=sys.stderr)
@@ -65,7 +61,7 @@ def main(argv=None) -> int:
         return 0
     if script.startswith("eval_"):
         Path(values["output_dir"]).mkdir(parents=True, exist_ok=True)
-    return subprocess.call([*tool, *cmd[1:]])
+    return run([*tool, *cmd[1:]])
 
 
 if __name__ == "__main__":

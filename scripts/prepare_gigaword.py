@@ -14,16 +14,15 @@
 """
 import argparse
 import logging
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
-import prepare_translation  # noqa: E402
+from fairseq_dlm.data import gigaword
+from fairseq_dlm.data.prepare import add_corpus_arguments, prepare_extracted
+from fairseq_dlm.errors import PrepareError
 
-load_package_module("data.releases")  # first: data.gigaword imports it relatively
-gigaword = load_package_module("data.gigaword")
 logger = logging.getLogger("prepare_gigaword")
 
 
@@ -32,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--raw", type=Path, required=True, help="summary.tar.gz or its unpacked sumdata/ folder")
     p.add_argument("--train-size", type=int, default=10000, help="first N training pairs (0 = all)")
     p.add_argument("--valid-size", type=int, default=1000, help="first N validation pairs (0 = all)")
-    prepare_translation.add_corpus_arguments(p, "data/gigaword-10k.prompted.xlm-r-dict.bin")
+    add_corpus_arguments(p, "data/gigaword-10k.prompted.xlm-r-dict.bin")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     if a.train_size < 0 or a.valid_size < 0:
@@ -46,7 +45,11 @@ def main(argv=None) -> int:
         except gigaword.GigawordError as e:
             raise SystemExit(f"error: {e}") from None
         logger.info("Gigaword raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-        return prepare_translation.prepare_extracted(Path(tmp) / "text", a, "src", "tgt", "gigaword-10k", "summarization")
+        try:
+            print(prepare_extracted(Path(tmp) / "text", a, "src", "tgt", "gigaword-10k", "summarization", shlex.join(["python", *sys.argv])))
+        except PrepareError as e:
+            raise SystemExit(f"prepare_gigaword.py: error: {e}") from None
+    return 0
 
 
 if __name__ == "__main__":

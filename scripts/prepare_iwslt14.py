@@ -13,16 +13,16 @@
 """
 import argparse
 import logging
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
-import prepare_translation  # noqa: E402
+from fairseq_dlm.data import iwslt14
+from fairseq_dlm.data.download import fetch
+from fairseq_dlm.data.prepare import add_corpus_arguments, prepare_extracted
+from fairseq_dlm.errors import PrepareError
 
-load_package_module("data.releases")  # first: data.iwslt14 imports it relatively
-iwslt14 = load_package_module("data.iwslt14")
 logger = logging.getLogger("prepare_iwslt14")
 URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"  # fairseq's prepare-iwslt14.sh mirror
 
@@ -34,13 +34,13 @@ def main(argv=None) -> int:
     src.add_argument("--download", action="store_true", help="fetch de-en.tgz from --url (once, into --cache-dir)")
     p.add_argument("--url", default=URL, help="where --download fetches de-en.tgz")
     p.add_argument("--cache-dir", type=Path, default=Path("data-raw/iwslt14"), help="where --download keeps it")
-    prepare_translation.add_corpus_arguments(p, "data/iwslt14.de-en.prompted.xlm-r-dict.bin")
+    add_corpus_arguments(p, "data/iwslt14.de-en.prompted.xlm-r-dict.bin")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     try:
-        raw = prepare_translation.fetch(a.url, a.cache_dir / "de-en.tgz", "copy de-en.tgz here and pass --raw "
-                                        "de-en.tgz") if a.download else a.raw
-    except prepare_translation.PrepareError as e:
+        raw = fetch(a.url, a.cache_dir / "de-en.tgz",
+                    "copy de-en.tgz here and pass --raw de-en.tgz") if a.download else a.raw
+    except PrepareError as e:
         raise SystemExit(f"error: {e}") from None
     if not raw.exists():
         raise SystemExit(f"error: --raw {raw} does not exist")
@@ -51,7 +51,11 @@ def main(argv=None) -> int:
         except iwslt14.IwsltError as e:
             raise SystemExit(f"error: {e}") from None
         logger.info("IWSLT14 de-en raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-        return prepare_translation.prepare_extracted(Path(tmp) / "text", a, "de", "en", "iwslt14", "translation")
+        try:
+            print(prepare_extracted(Path(tmp) / "text", a, "de", "en", "iwslt14", "translation", shlex.join(["python", *sys.argv])))
+        except PrepareError as e:
+            raise SystemExit(f"prepare_iwslt14.py: error: {e}") from None
+    return 0
 
 
 if __name__ == "__main__":

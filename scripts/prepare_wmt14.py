@@ -14,16 +14,16 @@
 """
 import argparse
 import logging
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from light_import import load_package_module  # noqa: E402  (no fairseq/torch import: see there)
-import prepare_translation  # noqa: E402
+from fairseq_dlm.data import wmt14
+from fairseq_dlm.data.download import fetch
+from fairseq_dlm.data.prepare import add_corpus_arguments, prepare_extracted
+from fairseq_dlm.errors import PrepareError
 
-load_package_module("data.releases")  # first: data.wmt14 imports it relatively
-wmt14 = load_package_module("data.wmt14")
 logger = logging.getLogger("prepare_wmt14")
 URLS = {  # fairseq's prepare-wmt14en2de.sh
     "training-parallel-europarl-v7.tgz": "http://statmt.org/wmt13/training-parallel-europarl-v7.tgz",
@@ -39,16 +39,15 @@ def main(argv=None) -> int:
     src.add_argument("--raw", type=Path, help="folder with the WMT14 archives (.tgz) or their unpacked files")
     src.add_argument("--download", action="store_true", help="fetch the archives (once, into --cache-dir)")
     p.add_argument("--cache-dir", type=Path, default=Path("data-raw/wmt14"), help="where --download keeps them")
-    prepare_translation.add_corpus_arguments(p, "data/wmt14.en-de.prompted.xlm-r-dict.bin")
+    add_corpus_arguments(p, "data/wmt14.en-de.prompted.xlm-r-dict.bin")
     a = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     raw = a.cache_dir if a.download else a.raw
     try:
         if a.download:
             for name, url in URLS.items():
-                prepare_translation.fetch(url, raw / name, f"copy the archives ({name}, ...) into a folder and "
-                                          "pass --raw DIR")
-    except prepare_translation.PrepareError as e:
+                fetch(url, raw / name, f"copy the archives ({name}, ...) into a folder and pass --raw DIR")
+    except PrepareError as e:
         raise SystemExit(f"error: {e}") from None
     if not raw.is_dir():
         raise SystemExit(f"error: --raw {raw} is not a folder")
@@ -60,7 +59,11 @@ def main(argv=None) -> int:
         except wmt14.WmtError as e:
             raise SystemExit(f"error: {e}") from None
         logger.info("WMT14 en-de raw text: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-        return prepare_translation.prepare_extracted(Path(tmp) / "text", a, "en", "de", "wmt14", "translation")
+        try:
+            print(prepare_extracted(Path(tmp) / "text", a, "en", "de", "wmt14", "translation", shlex.join(["python", *sys.argv])))
+        except PrepareError as e:
+            raise SystemExit(f"prepare_wmt14.py: error: {e}") from None
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,42 +17,17 @@ bf16 autocast, a bigger batch and the whole test set are used.
     python scripts/quickstart.py [--raw-dir ../shared/data/multi30k] [--work runs/quickstart] [--minutes 12]
 """
 import argparse
-import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from fairseq_dlm.checkpoints import training_seconds
+from fairseq_dlm.metrics.bleu import bleu_report
+from fairseq_dlm.tools import fairseq_tool, run
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from fairseq_dlm.checkpoints import training_seconds  # noqa: E402
-from fairseq_dlm.metrics.bleu import bleu_report  # noqa: E402
-from fairseq_dlm.tools import fairseq_tool  # noqa: E402
-
-
-def run(cmd, log=None):
-    """Run a command (printed first), streaming its output; raise with its tail on failure."""
-    cmd = [str(c) for c in cmd]
-    print("\n$ " + " ".join(cmd), flush=True)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with open(log, "w") if log else open(os.devnull, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        tail = []
-        for line in proc.stdout:
-            f.write(line)
-            f.flush()
-            tail = (tail + [line])[-40:]
-            if not log or _interesting(line):
-                sys.stdout.write(line)
-                sys.stdout.flush()
-        if proc.wait() != 0:
-            raise SystemExit(f"command failed ({proc.returncode}):\n{''.join(tail)}")
-
-
-def _interesting(line):
-    return any(k in line for k in ("train_inner", "| valid |", "Stopping", "done training", "BLEU", "%|"))
 
 
 def head_of_test(raw_dir: Path, out_dir: Path, n: int, prefix="test_2016_flickr") -> Path:

@@ -1,5 +1,8 @@
 """Shared fixtures: tiny corpora, a tiny SentencePiece model, a tiny HF XLM-R directory, and a
-runner for the real fairseq command-line tools of this environment."""
+runner for the real fairseq command-line tools of this environment.
+
+``tests/unit/``: in-process tests of the library (no trained model, no command; ``pytest -m "not cli"``);
+``tests/cli/``: the real commands and trained models end to end, marked ``cli``."""
 import os
 import random
 import subprocess
@@ -13,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "reverse"))
 from make_data import strings as random_strings  # noqa: E402  (the main job's data generator)
 USER_DIR = str(REPO / "fairseq_dlm")
+GOLDEN = REPO / "tests" / "golden"  # committed toy models of examples/reverse/run.sh and their test split
 BIN = Path(sys.executable).parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +33,13 @@ LEXICON = {
 SUBJECTS = ["der hund", "der mann", "die frau", "das kind", "die katze"]
 LEXICON.update({"die": "the", "das": "the"})
 PROMPT = "Translate the German sentence to English. German: {src} English:"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/cli/ is marked ``cli``."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "cli":
+            item.add_marker(pytest.mark.cli)
 
 
 # FAIRSEQ_DLM_TEST_SUBPROCESS=1: every cli() call starts the real console script in a new process
@@ -183,3 +194,16 @@ def reverse_length_model(tmp_path_factory, reverse_data, reverse_model):
                "--criterion", "diffusion_length", "--finetune-from-model", reverse_model, "--lr", "1e-3",
                "--weight-decay", 0.01, "--max-update", 200, "--save-dir", save)
     return save / "checkpoint_last.pt", proc.stdout + proc.stderr
+
+
+def assert_same_hypothesis(a, b, history=True):
+    """Two hypothesis dicts are identical: tokens, score, positional scores (and step history)."""
+    import torch
+
+    assert torch.equal(a["tokens"], b["tokens"])
+    assert a["score"].item() == b["score"].item() or (a["score"].isinf() and b["score"].isinf())
+    assert torch.equal(a["positional_scores"], b["positional_scores"])
+    if history:
+        assert len(a["history"]) == len(b["history"])
+        for x, y in zip(a["history"], b["history"]):
+            assert torch.equal(x["tokens"], y["tokens"]) and x["steps"] == y["steps"]

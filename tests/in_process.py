@@ -42,7 +42,9 @@ TRAIN_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 def run(tool: str, args, input=None) -> subprocess.CompletedProcess:
     import torch
 
-    import fairseq_dlm  # noqa: F401  (what --user-dir imports; its shims installed once)
+    import fairseq_dlm
+
+    fairseq_dlm.register()  # what --user-dir imports; its shims installed once
     from fairseq_dlm import compat, errors, safe_load
 
     main = importlib.import_module(MODULES[tool]).cli_main

@@ -43,6 +43,7 @@ import shutil
 from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
+from ..data.dictionary import MASK, SPECIALS, dictionary_lines
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
@@ -50,8 +51,6 @@ from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 
 logger = logging.getLogger(__name__)
 
-SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
-MASK = "<mask>"
 DIFFUSION_CONFIG = "diffusion_config.json"
 SPM_FILE = "sentencepiece.bpe.model"
 EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
@@ -111,7 +110,9 @@ def data_dir(cfg: dict, data: Optional[str], ckpt: str) -> str:
 
 def load_model(ckpt: str, data: str, spm_model: Optional[str]):
     """``(model, task)`` of ``ckpt`` through fairseq (the task's dictionary from ``data``), in eval mode."""
-    import fairseq_dlm  # noqa: F401  (registers the tasks and the model)
+    from .. import register
+
+    register()  # registers the tasks and the model
     from fairseq import checkpoint_utils
 
     overrides = {"data": data}
@@ -230,16 +231,6 @@ def make_tokenizer(symbols: List[str], spm_model: Optional[str], ckpt: str, data
     return whitespace_tokenizer(symbols), "whitespace"
 
 
-def dictionary_lines(dictionary) -> List[str]:
-    """The ``dict.txt`` lines (``symbol count``) of a task dictionary: the symbols after fairseq's
-    four specials, without the ``<mask>`` the task appended."""
-    symbols = list(dictionary.symbols)
-    if symbols[:len(SPECIALS)] != list(SPECIALS) or symbols[-1] != MASK:
-        raise ExportError(f"the dictionary {getattr(dictionary, 'path', '')} does not have fairseq's layout "
-                          f"(<s> <pad> </s> <unk> first, <mask> last): {symbols[:4]} … {symbols[-1]}")
-    return [f"{s} {dictionary.count[i]}\n" for i, s in enumerate(symbols[len(SPECIALS):-1], len(SPECIALS))]
-
-
 # ------------------------------------------------------------------------------ writing
 def save_length_head(head, path: str) -> dict:
     """Write ``head``'s state dict (``[*]`` fp32 tensors, ``LengthHead`` keys) to ``path``; returns its sizes."""
@@ -343,7 +334,7 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
         check_saved_weights(stage, hf)
         save_tokenizer(tokenizer, stage, model.max_positions(), xlmr=spm is not None)
         with open(os.path.join(stage, "dict.txt"), "w", encoding="utf-8") as f:
-            f.writelines(dictionary_lines(task.dictionary))
+            f.writelines(dictionary_lines(task.dictionary, ExportError))
         if spm is not None:
             shutil.copy(spm, os.path.join(stage, SPM_FILE))
         sizes = None

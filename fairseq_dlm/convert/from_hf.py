@@ -137,7 +137,7 @@ def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
         has_spm = Path(src, SPM_FILE).is_file()
         if has_spm:
             shutil.copy(Path(src, SPM_FILE), Path(stage, SPM_FILE))
-        from ..tasks.base import load_dictionary
+        from ..data.dictionary import load_dictionary
 
         symbols = list(load_dictionary(os.path.join(stage, "dict.txt")).symbols)
         if len(symbols) != hf_config["vocab_size"]:

@@ -33,10 +33,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..data.dictionary import full_dictionary_lines
 from ..errors import UserError
 from .outputs import check_out_dir, refuse_existing, staged_dir
-from .plugin_checkpoint import (CHECKPOINT, PRESET_ARCHS, backbone_state, check_state_dict, full_dictionary_lines,
-                                training_cfg, write_checkpoint)
+from .plugin_checkpoint import CHECKPOINT, PRESET_ARCHS, backbone_state, check_state_dict, training_cfg, write_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001  (zip, pickle, safetensors and torch errors alike)
         if isinstance(e, OSError) and not path.is_file():
             raise
-        from ..compat_checkpoints import damage
+        from ..checkpoints.files import damage
 
         problem = damage(str(path)) if path.suffix != ".safetensors" else None
         if problem is None and "weights_only" in str(e):
@@ -305,7 +305,7 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
         Path(stage, "dict.txt").write_text("".join(lines), encoding="utf-8")
         shutil.copy(spm, Path(stage, "sentencepiece.bpe.model"))
         shutil.copy(args_path, Path(stage, "args.json"))
-        from ..tasks.base import load_dictionary
+        from ..data.dictionary import load_dictionary
 
         symbols = list(load_dictionary(os.path.join(stage, "dict.txt")).symbols)
         cfg = training_cfg(final, "diffusion_instruct", arch, has_length, backbone_state(hf_config, symbols))

@@ -20,7 +20,6 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..recipes.settings import full_dictionary_lines  # noqa: F401  (the converters' dictionary)
 from .outputs import staged_file
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ That release (``summary.tar.gz``, folder ``sumdata/``; the one HF ``datasets`` l
 first ``valid_size`` validation pairs; the test set is whole.  Which 10K pairs the paper used is
 [unverified] (SPEC §2.3); the sizes are arguments.
 
-No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
+No fairseq or torch import: the preparation scripts start without them.
 """
 from itertools import islice
 from pathlib import Path

@@ -10,7 +10,7 @@ BPE, which SentencePiece replaces here):
 * valid = every 23rd training line (lines 23, 46, …), train = the others;
 * test = dev2010, TEDX dev2012, tst2010, tst2011, tst2012 concatenated (the ``<seg>`` texts).
 
-No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
+No fairseq or torch import: the preparation scripts start without them.
 """
 import re
 from pathlib import Path

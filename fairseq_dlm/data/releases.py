@@ -1,6 +1,6 @@
 """Locating a corpus release given as an archive or a folder (the corpus modules' shared first step).
 
-No fairseq or torch import: the preparation scripts load it with ``scripts/light_import.py``.
+No fairseq or torch import: the preparation scripts start without them.
 """
 import tarfile
 from pathlib import Path

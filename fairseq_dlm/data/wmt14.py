@@ -8,7 +8,7 @@ Moses normalisation/tokenisation and BPE, which SentencePiece replaces): valid =
 the concatenated training text, train = the others.  Everything is streamed line by line: the
 training text (4.5M pairs) is never held in memory.
 
-No fairseq or torch import: the preparation script loads it with ``scripts/light_import.py``.
+No fairseq or torch import: the preparation scripts start without them.
 """
 import re
 from itertools import zip_longest

@@ -37,25 +37,3 @@ class FunctionDenoiser:
         if self.length_fn is None:
             raise ConfigError("this denoise_fn has no length predictor: decode with oracle_length=True or pass length_fn")
         return self.length_fn(prompt)
-
-
-class _Patience:
-    """Per-row bookkeeping of ``--early-exit patience P`` (SPEC §6.4 item 2, lossy).
-
-    A row's *prediction* after a step is its canvas with every ``<mask>`` replaced by the step's
-    proposal. A row stops once P consecutive steps left the prediction unchanged."""
-
-    def __init__(self, tokens: torch.Tensor, patience: int):
-        self.patience = patience
-        self.prev = tokens.clone()  # [R, W]; holds <mask>es, which are never proposed
-        self.stable = torch.zeros(tokens.size(0), dtype=torch.long, device=tokens.device)  # [R]
-        self.done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)  # [R]
-
-    def update(self, active: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
-        """Record the ``[R, W]`` predictions of the ``[R]`` active rows; return the rows to stop now."""
-        same = (prediction == self.prev).all(dim=1)
-        self.stable = torch.where(active, torch.where(same, self.stable + 1, 0), self.stable)
-        self.prev = torch.where(active.unsqueeze(1), prediction, self.prev)
-        stop = active & (self.stable >= self.patience)
-        self.done |= stop
-        return stop

@@ -2,12 +2,12 @@
 
 :class:`DecodingOptions` is what the generator is built from; fairseq's config dataclass
 (``fairseq_dlm.tasks.decoding_config.DiffusionGenerationConfig``) takes its defaults from
-:data:`DEFAULTS`, and :meth:`DecodingOptions.from_flags` is the one mapping from flags (fairseq's
-generation config, a task config) to options.  Invalid combinations are refused here, with the
-command-line flag in the message.
+:data:`DEFAULTS`, and :meth:`DecodingOptions.from_flags` / :meth:`~DecodingOptions.to_flags` are the
+one mapping between flags (fairseq's generation config, a task config, a command line) and options.
+Invalid combinations are refused here, with the command-line flag in the message.
 """
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import List, Mapping
 
 from ..errors import ConfigError
 from .strategies import check_strategy
@@ -19,6 +19,7 @@ GENERATION_FLAGS = {"max_iter": "iter_decode_max_iter", "length_beam": "iter_dec
 TASK_FLAGS = {"strategy": "decoding_strategy", "temperature": "decoding_temperature"}
 # flags that set an option in a way of their own (see ``from_flags``)
 SWITCHES = ("argmax_decoding", "iter_decode_force_max_iter", "no_prompt_cache")
+NO_FLAG = ("cycle_window",)  # options set in Python only
 
 
 def flag(option: str) -> str:
@@ -49,6 +50,23 @@ def _read_flags(cls, generation, task) -> dict:
     if "prompt_cache" in values and value("no_prompt_cache"):
         values["prompt_cache"] = False
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _to_flags(options, changed_only: bool) -> List[str]:
+    """Command-line flags that set ``options``' fields (those that differ from the defaults unless
+    ``changed_only`` is off); ``from_flags`` of what fairseq parses from them gives ``options`` back."""
+    out = []
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if f.name in NO_FLAG or (changed_only and value == f.default):
+            continue
+        if f.name == "prompt_cache":
+            out += [] if value else ["--no-prompt-cache"]
+        elif isinstance(value, bool):
+            out += [f"--{flag(f.name).replace('_', '-')}"] if value else []
+        else:
+            out += [f"--{flag(f.name).replace('_', '-')}", str(value)]
+    return out
 
 
 def check_flags(flags: Mapping, where: str) -> None:
@@ -134,6 +152,11 @@ class DecodingOptions:
         ``--iter-decode-force-max-iter`` early exit ``none``."""
         return cls(**_read_flags(cls, generation, task))
 
+    def to_flags(self, changed_only: bool = True) -> List[str]:
+        """The ``fairseq-generate`` flags that set these options, e.g. ``["--iter-decode-max-iter", "6"]``
+        (only those that differ from the defaults unless ``changed_only`` is off; ``cycle_window`` has no flag)."""
+        return _to_flags(self, changed_only)
+
 
 @dataclass(frozen=True)
 class RuntimeOptions:
@@ -155,6 +178,10 @@ class RuntimeOptions:
     def from_flags(cls, generation, task=None) -> "RuntimeOptions":
         """As :meth:`DecodingOptions.from_flags`; ``--no-prompt-cache`` turns ``prompt_cache`` off."""
         return cls(**_read_flags(cls, generation, task))
+
+    def to_flags(self, changed_only: bool = True) -> List[str]:
+        """As :meth:`DecodingOptions.to_flags`."""
+        return _to_flags(self, changed_only)
 
 
 def split_options(values: Mapping):

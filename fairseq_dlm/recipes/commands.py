@@ -12,7 +12,8 @@ from typing import Dict, List, Optional
 
 from .checkpoint_choice import resolve_checkpoint
 from .flags import FlagError, positive_int
-from .settings import (arch_for, ds_config_flags, fix_direction, full_dictionary_lines, resolve_pretrained,
+from ..data.dictionary import full_dictionary_lines
+from .settings import (arch_for, ds_config_flags, fix_direction, resolve_pretrained,
                        split_extra)
 
 USER_DIR = str(Path(__file__).resolve().parents[1])

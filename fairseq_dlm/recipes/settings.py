@@ -14,17 +14,6 @@ from .flags import FlagError
 _PAIR_FILE = re.compile(r"(?:train|valid|test)\d*\.([^.]+)-([^.]+)\.([^.]+)\.idx")
 
 
-def full_dictionary_lines(spm_model: str) -> List[str]:
-    """XLM-R's ``dict.txt`` for a SentencePiece model: pieces ``3..n-1``, one ``piece 1`` line each.
-
-    With fairseq's four specials in front and ``<mask>`` appended, dictionary index ``i`` is the HF
-    XLM-R tokenizer's id ``i`` (``<s> <pad> </s> <unk>``, piece ``k ≥ 3`` → ``k + 1``, ``<mask>`` last)."""
-    import sentencepiece  # only when called: this module is stdlib-only
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=spm_model)
-    return [f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())]
-
-
 # ------------------------------------------------------------------------------- --pretrained
 def resolve_pretrained(value: str, cache_dir: Optional[str]) -> str:
     """A local HF directory: as given; an HF model id (``facebook/xlm-roberta-xxl``): its snapshot in

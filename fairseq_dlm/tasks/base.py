@@ -21,13 +21,13 @@ from fairseq.tasks import FairseqTask
 from omegaconf import II, open_dict
 
 from .. import safe_load
-from ..checkpoints import checkpoint_to_restore, read_checkpoint
-from ..compat_checkpoints import remove_stale_temporaries
+from ..checkpoints import checkpoint_to_restore, read_checkpoint, remove_stale_temporaries
 from ..data import PromptResponseDataset
 from ..data.templates import fill_template, resolve_template
+from ..data.dictionary import MASK
 from ..data.text import normalise
 from ..diffusion.options import DEFAULTS, flag
-from ..errors import ConfigError, MissingFileError
+from ..errors import ConfigError
 from ..generator import DiffusionGenerator
 from ..metrics import available_metrics
 from .decoding_config import DiffusionGenerationConfig
@@ -36,7 +36,6 @@ from .validation import ValidationScorer
 
 logger = logging.getLogger(__name__)
 
-MASK = "<mask>"
 
 
 @dataclass
@@ -112,20 +111,6 @@ class DiffusionTaskConfig(DiffusionGenerationConfig):
             "for files from a source you trust (default: such files are refused, naming the object)"
         },
     )
-
-
-def load_dictionary(path: str) -> Dictionary:
-    """A fairseq dictionary with ``<mask>`` (added when missing); ``.path`` names its file."""
-    if not os.path.isfile(path):
-        raise MissingFileError(
-            f"no dictionary at {path}: binarize the data with `fairseq-preprocess --joined-dictionary "
-            f"--destdir {os.path.dirname(path) or '.'} ...` (it writes dict.<lang>.txt)"
-        )
-    dictionary = Dictionary.load(path)
-    if MASK not in dictionary.indices:
-        dictionary.add_symbol(MASK)
-    dictionary.path = path  # named in errors about it
-    return dictionary
 
 
 class DiffusionTask(FairseqTask):

@@ -29,7 +29,8 @@ from ..data.encode import PieceEncoder, fit_example
 from ..data.jsonl_mixture import JsonlMixture
 from ..errors import ConfigError, MissingFileError
 from ..metrics.evalfiles import read_eval_jsonl
-from .base import MASK, DiffusionTask, DiffusionTaskConfig, load_dictionary
+from ..data.dictionary import MASK, load_dictionary
+from .base import DiffusionTask, DiffusionTaskConfig
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from fairseq.tasks import register_task
 
 from ..data import PromptResponseDataset
 from ..errors import ConfigError, MissingFileError
-from .base import MASK, DiffusionTask, DiffusionTaskConfig, load_dictionary
+from ..data.dictionary import MASK, load_dictionary
+from .base import DiffusionTask, DiffusionTaskConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the golden decoding fixture of tests/test_golden_decoding.py (run it only when decoding is
+# Rebuild the golden decoding fixture of tests/cli/test_golden_decoding.py (run it only when decoding is
 # *meant* to change, and say so in the commit): trains the toy models with examples/reverse/run.sh
 # (full and prefix-LM attention), keeps the length stages' weights (no optimizer state), the dictionaries and the
 # binarized test split, and decodes every configuration of tests/golden/decode.py into hp.txt.
