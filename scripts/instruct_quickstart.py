@@ -6,7 +6,8 @@ Steps (each a real command, printed before it runs):
   2. build the offline instruction mixture from ``../shared/data`` (``build_instruct_mixture.py``) and
      a dictionary pruned to the pieces of the mixture and of the evaluation *inputs*
      (``prune_dictionary.py``; ``--full-vocab`` keeps all 250k);
-  3. instruction-tune with ``fairseq-train --task diffusion_instruct`` for a bounded wall-clock time;
+  3. instruction-tune with ``fairseq-train --task diffusion_instruct`` for a budget of updates (``--updates``;
+     the same weights on any machine, a progress line shows the time left);
   4. the length stage on the frozen model;
   5. evaluate zero-shot with ``eval_instruct.py`` (oracle length, as the paper's tables, and IWSLT14
      once more with the length head's lengths, LB = 3): IWSLT14 de→en
@@ -16,7 +17,7 @@ Steps (each a real command, printed before it runs):
      rows (always "A", the majority answer, chance);
   6. print one table and write ``WORK/results.json``.
 
-    python scripts/instruct_quickstart.py [--work runs/instruct] [--minutes 15] [--limit N]
+    python scripts/instruct_quickstart.py [--work runs/instruct] [--updates 240] [--limit N]
 """
 import argparse
 import json
@@ -26,8 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fairseq_dlm.checkpoints import training_seconds
-from fairseq_dlm.tools import fairseq_tool, run  # run: prints each command, streams and logs its output
+from fairseq_dlm.checkpoints import trained_updates, training_seconds
+from fairseq_dlm.tools import UpdateProgress, fairseq_tool, run  # run: prints each command, streams its output
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +66,10 @@ def baselines(report: dict) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=str(ROOT / "runs" / "instruct"), help="working directory (reused)")
-    p.add_argument("--minutes", type=float, default=15, help="instruction-tuning wall-clock budget")
-    p.add_argument("--length-minutes", type=float, default=3, help="length-stage budget")
+    p.add_argument("--updates", type=int, default=240, help="instruction-tuning budget in updates")
+    p.add_argument("--length-updates", type=int, default=100, help="length-stage budget in updates")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="bound instruction tuning by wall-clock minutes instead of updates (machine-dependent result)")
     p.add_argument("--backbone-layers", type=int, default=6, help="keep the first N of e5's 12 layers (0 = all)")
     p.add_argument("--examples-per-shard", type=int, default=20000, help="mixture size per shard")
     p.add_argument("--full-vocab", action="store_true",
@@ -75,6 +78,8 @@ def main():
     p.add_argument("--limit", type=int, help="rows per benchmark file (default: each benchmark's own, see BENCHMARKS)")
     p.add_argument("--fresh", action="store_true", help="delete the working directory first")
     a = p.parse_args()
+    if a.updates < 1 or a.length_updates < 1:
+        p.error("--updates and --length-updates must be at least 1")
     if not EVAL.is_dir():
         raise SystemExit(f"no {EVAL}: the paper's evaluation files are needed (../shared/data/paper-eval)")
     work = Path(a.work)
@@ -107,15 +112,16 @@ def main():
               "--num-workers", 0, "--cpu", "--max-tokens", 2048, "--epoch-size", 4000, "--disable-validation"]
     stage1, stage2, untrained = work / "ckpt_instruct", work / "ckpt_length", work / "ckpt_untrained"
     if not (stage1 / "checkpoint_last.pt").exists():
+        limit = ["--max-update", a.updates] if a.minutes is None else \
+            ["--max-update", 10 ** 6, "--stop-time-hours", a.minutes / 60]
         run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 5e-4,
-             "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50, "--max-update", 100000,
-             "--stop-time-hours", a.minutes / 60, "--save-dir", stage1], log=work / "stage1.log")
-    if not (stage2 / "checkpoint_last.pt").exists():
+             "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50, *limit, "--save-dir", stage1],
+            log=work / "stage1.log", progress=None if a.minutes is not None else UpdateProgress(a.updates, "tuning"))
+    if not (stage2 / "checkpoint_last.pt").exists():  # --finetune-from-model: this stage counts from update 0
         run([fairseq_tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion",
              "diffusion_length", "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3,
-             "--max-update", 100000,
-             "--stop-time-hours", (training_seconds(stage1 / "checkpoint_last.pt") / 60 + a.length_minutes) / 60,
-             "--save-dir", stage2], log=work / "stage2.log")
+             "--max-update", a.length_updates, "--save-dir", stage2], log=work / "stage2.log",
+            progress=UpdateProgress(a.length_updates, "length head"))
     if not (untrained / "checkpoint_last.pt").exists():
         run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--save-dir", untrained], log=work / "untrained.log")
@@ -163,11 +169,8 @@ def main():
 
 def training_summary(save_dir: Path) -> dict:
     """Updates and training minutes stored in ``save_dir/checkpoint_last.pt``."""
-    from fairseq_dlm.checkpoints import read_checkpoint
-
-    state = read_checkpoint(save_dir / "checkpoint_last.pt")
-    updates = state["optimizer_history"][-1]["num_updates"]
-    return {"updates": int(updates), "minutes": training_seconds(save_dir / "checkpoint_last.pt") / 60}
+    ckpt = save_dir / "checkpoint_last.pt"
+    return {"updates": trained_updates(ckpt), "minutes": training_seconds(ckpt) / 60}
 
 
 if __name__ == "__main__":

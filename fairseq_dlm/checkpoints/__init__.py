@@ -3,7 +3,7 @@ training clock) and the shims that make fairseq's own checkpoint files safe (:mo
 copies, clear errors for damaged files, resume from the newest complete one; installed by
 :func:`fairseq_dlm.compat.install`).  Loading goes through :mod:`fairseq_dlm.safe_load`."""
 from .files import CheckpointFileError, remove_stale_temporaries
-from .reading import LAST, checkpoint_to_restore, read_checkpoint, training_seconds
+from .reading import LAST, checkpoint_to_restore, read_checkpoint, trained_updates, training_seconds
 
 __all__ = ["CheckpointFileError", "LAST", "checkpoint_to_restore", "read_checkpoint", "remove_stale_temporaries",
-           "training_seconds"]
+           "trained_updates", "training_seconds"]

@@ -36,6 +36,13 @@ def training_seconds(path) -> float:
     return float(state.get("extra_state", {}).get("previous_training_time", 0.0))
 
 
+def trained_updates(path) -> int:
+    """The updates a fairseq checkpoint's run made (``optimizer_history[-1]["num_updates"]``; a
+    ``--finetune-from-model`` stage counts from 0)."""
+    history = read_checkpoint(str(path)).get("optimizer_history") or [{}]
+    return int(history[-1].get("num_updates", 0))
+
+
 def _same_file(a: Optional[str], b: Optional[str]) -> bool:
     if not a or not b:
         return a == b

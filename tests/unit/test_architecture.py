@@ -15,7 +15,7 @@ LAYERS = [
     {"data", "models", "optim", "criterions", "step_network"},
     {"recipes", "generator"},
     {"convert", "tasks"},
-    {"inference"},
+    {"inference", "distillation"},
     {"hub", "evaluation"},
     {"__init__"},
 ]
