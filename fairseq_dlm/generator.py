@@ -27,6 +27,7 @@ from .diffusion.rng import RowRandom
 from .diffusion.sampler import Sampler
 from .diffusion.strategies import build_strategy
 from .errors import ConfigError
+from .reranking import rerank_scores
 from .step_network import StepNetwork, choose_mode, prompt_side
 
 logger = logging.getLogger(__name__)
@@ -39,16 +40,19 @@ class DiffusionGenerator:
         dictionary: the task dictionary (``<mask>`` included).
         options: :class:`~fairseq_dlm.diffusion.options.DecodingOptions` (default: ``DEFAULTS``).
         runtime: :class:`~fairseq_dlm.diffusion.options.RuntimeOptions` (default: ``RUNTIME_DEFAULTS``).
+        reranker: an external fairseq model that picks each example's candidate by its mean
+            log-likelihood instead of the diffusion score (:mod:`fairseq_dlm.reranking`).
         overrides: single fields of either, e.g. ``DiffusionGenerator(d, max_iter=6, length_beam=3)``.
     """
 
     def __init__(self, dictionary, options: Optional[DecodingOptions] = None,
-                 runtime: Optional[RuntimeOptions] = None, **overrides):
+                 runtime: Optional[RuntimeOptions] = None, reranker=None, **overrides):
         decoding, running, unknown = split_options(overrides)
         if unknown:
             raise TypeError(f"DiffusionGenerator got unknown option(s) {', '.join(unknown)}")
         o = replace(options or DEFAULTS, **decoding)
         self.options, self.runtime = o, replace(runtime or RUNTIME_DEFAULTS, **running)
+        self.reranker = reranker
         self.pad, self.bos, self.eos = dictionary.pad(), dictionary.bos(), dictionary.eos()
         self.mask = dictionary.index("<mask>")
         if self.mask == dictionary.unk():
@@ -68,10 +72,11 @@ class DiffusionGenerator:
         self.stats = {"sentences": 0, "nfe": 0, "forward_tokens": 0}
 
     @classmethod
-    def from_args(cls, dictionary, args, task_cfg=None):
+    def from_args(cls, dictionary, args, task_cfg=None, reranker=None):
         """Build from fairseq's generation config (or a Namespace) plus the task's decoding options
         (``from_flags`` of the two option classes)."""
-        return cls(dictionary, DecodingOptions.from_flags(args, task_cfg), RuntimeOptions.from_flags(args, task_cfg))
+        return cls(dictionary, DecodingOptions.from_flags(args, task_cfg), RuntimeOptions.from_flags(args, task_cfg),
+                   reranker)
 
     @classmethod
     def from_task(cls, task, **chosen):
@@ -180,7 +185,10 @@ class DiffusionGenerator:
             self.stats["forward_tokens"] += sum(net.forward_tokens for net in nets)
         finals = finalize(state, (self.pad, self.bos, self.eos))
         owners = owner.tolist()
-        best = select_best([f[2] for f in finals], owners, src.size(0))
+        reranked = None
+        if self.reranker is not None:  # the external model's mean log-likelihood picks the candidate
+            reranked = rerank_scores(self.reranker, src[owner], [f[0] for f in finals], self.pad, self.eos)
+        best = select_best(reranked or [f[2] for f in finals], owners, src.size(0))
         nfe = [0] * src.size(0)
         for r, b in enumerate(owners):
             nfe[b] += int(used[r])
@@ -188,6 +196,8 @@ class DiffusionGenerator:
         for b in range(src.size(0)):
             nfe[b] += int(predicted)
             hypos.append([self._hypo(state, finals, best[b], int(used[best[b]]), nfe[b])])
+            if reranked is not None:
+                hypos[-1][0]["rerank_score"] = reranked[best[b]]
         self.stats["sentences"] += src.size(0)
         self.stats["nfe"] += sum(nfe)
         return hypos

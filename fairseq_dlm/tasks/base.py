@@ -30,6 +30,7 @@ from ..diffusion.options import DEFAULTS, flag
 from ..errors import ConfigError
 from ..generator import DiffusionGenerator
 from ..metrics import available_metrics
+from ..reranking import load_reranker
 from .decoding_config import DiffusionGenerationConfig
 from .interactive import InteractiveLines, write_result_line
 from .validation import ValidationScorer
@@ -342,7 +343,11 @@ class DiffusionTask(FairseqTask):
         return hypos
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
-        return DiffusionGenerator.from_args(self.target_dictionary, args, self.cfg)
+        reranker = None
+        if getattr(self.cfg, "external_reranker", None):
+            reranker = load_reranker(self.cfg.external_reranker, self.cfg.data,
+                                     bool(getattr(self.cfg, "trust_checkpoint", False)))
+        return DiffusionGenerator.from_args(self.target_dictionary, args, self.cfg, reranker)
 
 
 def _report_at_exit(message: str) -> None:

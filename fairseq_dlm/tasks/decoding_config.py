@@ -5,6 +5,7 @@ flags and :class:`~fairseq_dlm.diffusion.options.DecodingOptions` is
 :meth:`DecodingOptions.from_flags`.
 """
 from dataclasses import dataclass, field
+from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
@@ -94,4 +95,11 @@ class DiffusionGenerationConfig(FairseqDataclass):
             f"micro-batches of {MICRO_BATCH} rows, logits at all positions) and deterministic algorithms, so "
             "float32/bf16 kernels give bit-identical hypotheses whatever the batch; slower"
         },
+    )
+    external_reranker: Optional[str] = field(
+        default=None,
+        metadata={"help": "a fairseq checkpoint trained on this data folder (e.g. fairseq's autoregressive transformer) "
+                          "that picks each example's hypothesis among its length-beam / MBR candidates by its mean "
+                          "log-likelihood instead of the diffusion model's own score (fairseq's "
+                          "--iter-decode-with-external-reranker, with the reranker given by path)"},
     )

@@ -12,7 +12,7 @@ LAYERS = [
     {"errors"},
     {"diffusion", "metrics", "safe_load", "tools"},
     {"checkpoints", "compat"},
-    {"data", "models", "optim", "criterions", "step_network"},
+    {"data", "models", "optim", "criterions", "step_network", "reranking"},
     {"recipes", "generator"},
     {"convert", "tasks"},
     {"inference", "distillation"},
