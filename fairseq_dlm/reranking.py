@@ -10,6 +10,7 @@ is kept.  Token ids are shared: the reranker's task reads the same dictionary (t
 only appends ``<mask>``, which no hypothesis contains).
 """
 import logging
+import os
 from typing import List
 
 import torch
@@ -21,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 def load_reranker(path: str, data: str, trust: bool = False):
     """The model of the fairseq checkpoint ``path``, its task reading the data folder ``data``."""
-    import os
-
     from fairseq import checkpoint_utils
 
     from .safe_load import trusting
