@@ -17,5 +17,5 @@ setup(
         "scikit-learn",
         "protobuf",
     ],
-    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout"]},
+    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout"], "benchmarks": ["matplotlib"]},
 )

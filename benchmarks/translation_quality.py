@@ -1,18 +1,24 @@
 #!/usr/bin/env python
-"""Multi30k de→en quality benchmark: four systems, the same data, the same wall-clock budget.
+"""Multi30k de→en quality benchmark: four systems (six with distilled data), the same budget.
 
 Systems (all trained with fairseq-train on the same binarized, prompted, SentencePiece data):
   1. dlm_pretrained  fairseq_dlm from the converted pretrained backbone (+ length head), LB=3
   2. dlm_scratch     the same architecture from random initialisation (label smoothing 0.1), LB=3
   3. cmlm            fairseq's CMLM (--task translation_lev --arch cmlm_transformer), LB=3 (1 on GPU: B8)
-  4. transformer     fairseq's autoregressive transformer of comparable size, beam 5
-Each gets ``--minutes`` of training (the diffusion systems split it 85/15 between the diffusion
-and the length stage) and is decoded with its usual settings on every test set.  Output: one
+  4. transformer     fairseq's autoregressive transformer of comparable size, beam 5 (and greedy)
+The diffusion systems train with the main job's recipe (``fairseq_dlm.recipes.adaptation``).
+``--distilled DIR`` (``scripts/distill.py``) adds ``dlm_distilled`` and ``cmlm_distilled``: the
+same systems trained on the teacher's targets; ``--reranker CKPT`` adds the diffusion models'
+rows with ``--external-reranker CKPT``.  Each system gets ``--updates`` updates (the diffusion
+systems then the quickstart's length-head updates), or ``--minutes`` of training (the diffusion
+systems split it 85/15 between the diffusion and the length stage), and is decoded with its usual
+settings on every test set, scored against the raw references.  Output: one
 table per test set with cased sacrebleu BLEU, the paper's lower-cased BLEU, sentences/second and
 network evaluations (forward passes) per sentence, plus JSON.
 
     python benchmarks/translation_quality.py --data DATA_BIN --backbone BACKBONE_DIR \
-        [--minutes 2] [--test-sets test] [--scale check|cpu|full] [--json results.json]
+        [--minutes 2 | --updates 300] [--distilled DISTILLED_BIN] [--reranker TEACHER.pt] \
+        [--test-sets test] [--scale check|cpu|full] [--json results.json]
 
 ``--scale check`` (CPU, to check the pipeline): 2+2 layers of 256 for the baselines and
 ``--backbone-layers 2`` for the diffusion models; ``--scale cpu`` (a longer CPU comparison): the
@@ -27,7 +33,7 @@ subset for CPU checks, with ``scripts/prepare_translation.py --splits ... test1=
 model trained with ``--attention-strategy prefix_lm`` under the same budget, and decodes the same
 test sets once more with the speed options — full attention with the approximate prompt cache
 (``--prompt-cache-refresh`` 2, 5, 0), length beam 1, dynamic int8; prefix_lm with its exact cache,
-without it, LB = 1, int8 and S = 6 steps; the transformer greedy as well as beam 5 — with the backbone tokens
+without it, LB = 1, int8 and S = 6 steps — with the backbone tokens
 per sentence the generator counts.  ``--decode-only`` decodes the systems an earlier run left in
 ``--work`` again (after a decoder change) without training them anew.
 """
@@ -38,10 +44,12 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from fairseq_dlm.checkpoints import training_seconds
 from fairseq_dlm.metrics.bleu import bleu_report
+from fairseq_dlm.recipes import adaptation
 from fairseq_dlm.tools import fairseq_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +63,7 @@ SIZES = {  # baseline sizes per scale: (layers per side, dim, ffn, heads)
 DLM_LAYERS = {"check": 2, "cpu": 6, "full": 0}
 
 
+SYSTEMS = ("dlm_pretrained", "dlm_scratch", "dlm_distilled", "dlm_prefix", "cmlm", "cmlm_distilled", "transformer")
 WALL_SECONDS = {}  # log file name -> wall-clock seconds of its command (process start-up included)
 
 
@@ -85,7 +94,7 @@ def speed_and_nfe(log_file, gen_file, system):
         nfe = re.findall(r"([\d.]+) network evaluations per sentence, ([\d.]+) backbone tokens", log)
         out["nfe_per_sentence"] = float(nfe[-1][0]) if nfe else None
         out["backbone_tokens_per_sentence"] = float(nfe[-1][1]) if nfe else None
-    elif system == "cmlm":  # decoder passes: iterations of every length candidate + the encoder/length pass
+    elif system.startswith("cmlm"):  # decoder passes: iterations of every length candidate + the encoder/length pass
         steps = [int(s) for s in re.findall(r"^I-\d+\t(\d+)$", text, re.M)]
         out["nfe_per_sentence"] = round(sum(steps) / max(len(steps), 1) + 1, 2) if steps else None
     else:  # autoregressive: one decoder pass per output token (+ </s>), beams batched
@@ -94,28 +103,40 @@ def speed_and_nfe(log_file, gen_file, system):
     return out
 
 
+def budget(a, fraction=1.0, clock=0.0, updates=None):
+    """fairseq-train flags bounding a run: ``--updates`` (``updates`` overrides it), else ``fraction``
+    of ``--minutes`` added to the training clock ``clock`` (seconds) a checkpoint carries over."""
+    if a.updates:
+        return ["--max-update", updates or a.updates]
+    return ["--max-update", 10**6, "--stop-time-hours", clock / 3600 + a.minutes / 60 * fraction]
+
+
 def train_systems(a, work, gpu):
     dev = ["--autocast-bf16"] if gpu else ["--cpu"]
-    tok = ["--max-tokens", 8192 if gpu else 2048]
     # --user-dir everywhere: the plugin's compat shim lets stock fairseq load checkpoints on torch >= 2.6
-    base = [a.data, "--user-dir", ROOT / "fairseq_dlm", "--seed", 1, "--no-epoch-checkpoints",
-            "--disable-validation", "--log-format", "simple",
-            "--log-interval", 50, "--num-workers", 0, *tok]
+    base = ["--user-dir", ROOT / "fairseq_dlm", "--seed", 1, "--no-epoch-checkpoints",
+            "--disable-validation", "--log-format", "simple", "--log-interval", 50, "--num-workers", 0]
+    tok = ["--max-tokens", 8192 if gpu else 2048]
     fp = ["--fp16"] if gpu else ["--cpu"]
-    stop = a.minutes / 60
     layers = DLM_LAYERS[a.scale]
-    dlm = [*base, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
-           "--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--weight-decay", 0.01, "--clip-norm", 1.0,
-           "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 100, *dev]
+    # the main job's recipe (fairseq_dlm.recipes.adaptation, chosen by benchmarks/recipe_sweep.py)
+    recipe = replace(adaptation.GPU if gpu else adaptation.CPU, backbone_layers=layers,
+                     max_tokens=8192 if gpu else 2048)
+    dlm = [*base, "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base", *recipe.model_args(),
+           "--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--weight-decay", 0.01, "--clip-norm", 1.0, *dev]
+    stage1 = recipe.stage1_args()  # its --max-update is overridden by budget() (the last one wins)
     scratch_size = ["--encoder-layers", layers or 12, "--encoder-embed-dim", 384,
                     "--encoder-attention-heads", 6, "--encoder-ffn-embed-dim", 1536]
-    systems = {  # (arguments of both stages, arguments of the diffusion stage only)
-        "dlm_pretrained": ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4], []),
-        "dlm_scratch": ([*dlm, *scratch_size, "--lr", 7e-4], ["--label-smoothing", 0.1]),
+    pretrained = [*dlm, "--pretrained", a.backbone]
+    systems = {  # name: (data, arguments of both stages, arguments of the diffusion stage)
+        "dlm_pretrained": (a.data, pretrained, stage1),
+        "dlm_scratch": (a.data, [*dlm, *scratch_size],
+                        [*stage1, "--lr", 7e-4, "--lr-scheduler", "inverse_sqrt", "--label-smoothing", 0.1]),
     }
+    if a.distilled:  # the same recipe on the teacher's targets
+        systems["dlm_distilled"] = (a.distilled, pretrained, stage1)
     if a.speed:  # the same pretrained model with prefix-LM attention (its prompt cache is exact)
-        systems["dlm_prefix"] = ([*dlm, "--pretrained", a.backbone, "--backbone-layers", layers, "--lr", 5e-4,
-                                  "--attention-strategy", "prefix_lm"], [])
+        systems["dlm_prefix"] = (a.data, [*pretrained, "--attention-strategy", "prefix_lm"], stage1)
     L, D, F, H = SIZES[a.scale]
     size = ["--encoder-layers", L, "--decoder-layers", L, "--encoder-embed-dim", D, "--decoder-embed-dim", D,
             "--encoder-ffn-embed-dim", F, "--decoder-ffn-embed-dim", F, "--encoder-attention-heads", H,
@@ -123,30 +144,31 @@ def train_systems(a, work, gpu):
     # the same fused AdamW for every system (fairseq's --optimizer adam is a Python loop without apex)
     opt = ["--optimizer", "torch_adamw", "--adam-betas", "(0.9,0.98)", "--lr", 7e-4, "--lr-scheduler", "inverse_sqrt",
            "--warmup-updates", 400, "--clip-norm", 1.0, "--weight-decay", 0.0001]
-    cmlm = [*base, "--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
+    cmlm = [*base, *tok, "--task", "translation_lev", "--noise", "random_mask", "--arch", "cmlm_transformer",
             "--criterion", "nat_loss", "--label-smoothing", 0.1, "--apply-bert-init", *size, *opt, *fp]
-    ar = [*base, "--task", "translation", "--arch", "transformer", "--criterion", "label_smoothed_cross_entropy",
+    ar = [*base, *tok, "--task", "translation", "--arch", "transformer", "--criterion", "label_smoothed_cross_entropy",
           "--label-smoothing", 0.1, *size, *opt, *fp]
     ckpts = {}
-    for name, (args, stage1_only) in systems.items():
+    for name, (data, args, stage1_only) in systems.items():
         save = work / name
         if a.only and name not in a.only:
             continue
-        sh([fairseq_tool("fairseq-train"), *args, *stage1_only, "--criterion", "diffusion_lm", "--max-update", 10**6,
-            "--stop-time-hours", stop * 0.85, "--save-dir", save / "diffusion"], work / f"{name}.train.log")
-        # the length head learns fast at a fixed 1e-3 (as in the quickstart); a warm-up would waste the short stage
-        sh([fairseq_tool("fairseq-train"), *args, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
-            "--lr", 1e-3, "--lr-scheduler", "fixed", "--warmup-updates", 0,
-            "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt", "--max-update", 10**6,
-            # the stage-1 clock carries over through --finetune-from-model: add this stage's budget
-            "--stop-time-hours", training_seconds(save / "diffusion" / "checkpoint_last.pt") / 3600 + stop * 0.15,
+        sh([fairseq_tool("fairseq-train"), data, *args, *stage1_only, *budget(a, 0.85),
+            "--save-dir", save / "diffusion"], work / f"{name}.train.log")
+        # the length head learns fast at a fixed 1e-3 (as in the quickstart); a warm-up would waste the short stage;
+        # the stage-1 clock carries over through --finetune-from-model: a time budget adds this stage's share
+        sh([fairseq_tool("fairseq-train"), data, *args, *recipe.stage2_args(),
+            "--finetune-from-model", save / "diffusion" / "checkpoint_last.pt",
+            *budget(a, 0.15, training_seconds(save / "diffusion" / "checkpoint_last.pt"), recipe.length_updates),
             "--save-dir", save / "length"], work / f"{name}.length.log")
         ckpts[name] = save / "length" / "checkpoint_last.pt"
-    for name, args in (("cmlm", cmlm), ("transformer", ar)):
+    baselines = [("cmlm", a.data, cmlm), ("transformer", a.data, ar)]
+    if a.distilled:
+        baselines.insert(1, ("cmlm_distilled", a.distilled, cmlm))
+    for name, data, args in baselines:
         if a.only and name not in a.only:
             continue
-        sh([fairseq_tool("fairseq-train"), *args, "--max-update", 10**6, "--stop-time-hours", stop,
-            "--save-dir", work / name], work / f"{name}.train.log")
+        sh([fairseq_tool("fairseq-train"), data, *args, *budget(a), "--save-dir", work / name], work / f"{name}.train.log")
         ckpts[name] = work / name / "checkpoint_last.pt"
     return ckpts
 
@@ -154,7 +176,7 @@ def train_systems(a, work, gpu):
 def trained_checkpoints(a, work):
     """``{system: checkpoint}`` of an earlier run in ``work`` (``--decode-only``)."""
     found = {}
-    for name in ("dlm_pretrained", "dlm_scratch", "dlm_prefix", "cmlm", "transformer"):
+    for name in SYSTEMS:
         ckpt = work / name / ("length" if name.startswith("dlm") else "") / "checkpoint_last.pt"
         if ckpt.exists() and (not a.only or name in a.only):
             found[name] = ckpt
@@ -165,16 +187,21 @@ def trained_checkpoints(a, work):
 
 
 def decoding_rows(a, ckpts):
-    """Rows of the table: every system with its usual decoding, plus (``--dlm-threshold τ``) the
-    pretrained diffusion model again with confidence-threshold decoding (no extra training).
+    """Rows of the table: every system with its usual decoding, the transformer greedy too, plus
+    (``--dlm-threshold τ``) the pretrained diffusion models again with confidence-threshold decoding
+    and (``--reranker``) with their length-beam candidates reranked (no extra training).
 
     Returns ``{row name: (system, checkpoint, extra fairseq-generate arguments)}``."""
     rows = {}
     for name, ckpt in ckpts.items():
         rows[name] = (name, ckpt, [])
-        if name == "dlm_pretrained" and a.dlm_threshold:
+        if name in ("dlm_pretrained", "dlm_distilled") and a.reranker:
+            rows[f"{name} +rerank"] = (name, ckpt, ["--external-reranker", a.reranker])
+        if name in ("dlm_pretrained", "dlm_distilled") and a.dlm_threshold:
             rows[f"{name} τ={a.dlm_threshold:g}"] = (
                 name, ckpt, ["--decoding-strategy", "threshold", "--confidence-threshold", a.dlm_threshold])
+        if name == "transformer":
+            rows[f"{name} greedy"] = (name, ckpt, ["--beam", 1])
         if a.speed:
             for label, extra in SPEED_ROWS.get(name, ()):
                 rows[f"{name} {label}"] = (name, ckpt, extra)
@@ -202,7 +229,6 @@ SPEED_ROWS = {  # --speed: the decoding-speed options of issue 12, each on the s
         ("S=6", S6),
         ("S=6 LB=1", [*S6, *LB1]),
     ],
-    "transformer": [("greedy", ["--beam", 1])],
 }
 
 
@@ -216,7 +242,7 @@ def decode(a, work, gpu, row, system, ckpt, extra, subset):
     if system.startswith("dlm"):
         usual = ["--task", "diffusion_lm", "--iter-decode-max-iter", 10,
                  "--iter-decode-with-beam", 3]
-    elif system == "cmlm":
+    elif system.startswith("cmlm"):
         usual = ["--task", "translation_lev", "--iter-decode-max-iter", 10, "--iter-decode-eos-penalty", 0,
                  "--iter-decode-with-beam", 1 if gpu else 3, "--print-step"]
     else:
@@ -235,6 +261,14 @@ def main():
     p.add_argument("--data", required=True, help="prepared data folder (scripts/prepare_translation.py)")
     p.add_argument("--backbone", required=True, help="converted backbone (scripts/convert_backbone.py)")
     p.add_argument("--minutes", type=float, default=2.0, help="training wall-clock budget per system")
+    p.add_argument("--updates", type=int, default=None,
+                   help="training budget in updates per system instead of --minutes (the diffusion systems: "
+                        f"this many for stage 1, then {adaptation.CPU.length_updates} for the length head)")
+    p.add_argument("--distilled", default=None,
+                   help="distilled copy of --data (scripts/distill.py): adds dlm_distilled and cmlm_distilled")
+    p.add_argument("--reranker", default=None,
+                   help="a fairseq checkpoint (e.g. the distillation teacher): adds the diffusion models' rows "
+                        "with --external-reranker")
     p.add_argument("--test-sets", default="test", help="comma-separated fairseq splits to score")
     p.add_argument("--scale", choices=["check", "cpu", "full"], default=None,
                    help="model sizes (see above); default: full on GPU, check on CPU")
@@ -268,7 +302,8 @@ def main():
     out = Path(a.json or work / "results.json")
 
     def save(results):  # after every decode, so a run cut short still leaves what it measured
-        out.write_text(json.dumps({"device": device, "minutes": a.minutes, "scale": a.scale, "results": results,
+        out.write_text(json.dumps({"device": device, "minutes": None if a.updates else a.minutes,
+                                   "updates_budget": a.updates, "scale": a.scale, "results": results,
                                    "updates": updates, "wall_seconds": {"total": round(time.time() - t0),
                                                                         **WALL_SECONDS}}, indent=2))
 
@@ -278,7 +313,8 @@ def main():
             results.setdefault(subset, {})[row] = decode(a, work, gpu, row, *spec, subset)
             save(results)
     for subset, table in results.items():
-        print(f"\n{subset}: Multi30k de→en, {a.minutes} min of training per system, {device}, scale {a.scale}")
+        spent = f"{a.updates} updates" if a.updates else f"{a.minutes} min"
+        print(f"\n{subset}: Multi30k de→en, {spent} of training per system, {device}, scale {a.scale}")
         print(f"{'system':<30} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9} {'tokens/sent':>12}")
         for n, r in table.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"

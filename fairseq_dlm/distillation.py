@@ -69,32 +69,12 @@ def pair(data: Path):
 def load_teacher(opts: DistillOptions, src: str, tgt: str):
     """``(models, task)`` of the teacher, its task reading ``opts.data`` (and its dictionary)."""
     from . import register
-    from .safe_load import trusting
+    from .checkpoints import load_fairseq_model
 
     register()
-    from fairseq import checkpoint_utils
-
-    if not os.path.isfile(opts.teacher):
-        raise DistillError(f"--teacher {opts.teacher}: no such file (a fairseq checkpoint .pt)")
-    overrides = {"data": opts.data, "source_lang": src, "target_lang": tgt}
-    vocabulary = os.path.join(opts.data, f"dict.{tgt}.txt")
-    try:
-        with trusting(opts.trust_checkpoint):
-            models, _, task = checkpoint_utils.load_model_ensemble_and_task([opts.teacher], arg_overrides=overrides)
-    except UserError:
-        raise  # the plugin's own messages: not a checkpoint, untrusted, a dictionary mismatch
-    except RuntimeError as e:
-        if "size mismatch" in str(e):
-            raise DistillError(f"--teacher {opts.teacher}: its vocabulary is not {vocabulary}'s (the embeddings have "
-                               "another size); distill the data the teacher was trained on, or train the teacher on "
-                               "this folder") from None
-        raise DistillError(f"--teacher {opts.teacher} cannot be loaded as a fairseq model: {e}") from None
-    except (KeyError, AttributeError, EOFError) as e:
-        raise DistillError(f"--teacher {opts.teacher} is not a fairseq checkpoint that can be loaded: "
-                           f"{type(e).__name__}: {e}") from None
-    for m in models:
-        m.eval()
-    return models, task
+    return load_fairseq_model(opts.teacher, "--teacher", {"data": opts.data, "source_lang": src, "target_lang": tgt},
+                              trust=opts.trust_checkpoint, error=DistillError,
+                              hint="distill the data the teacher was trained on, or train the teacher on this folder")
 
 
 def build_generator(task, models, opts: DistillOptions):

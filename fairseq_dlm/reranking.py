@@ -10,7 +10,6 @@ is kept.  Token ids are shared: the reranker's task reads the same dictionary (t
 only appends ``<mask>``, which no hypothesis contains).
 """
 import logging
-import os
 from typing import List
 
 import torch
@@ -22,27 +21,16 @@ logger = logging.getLogger(__name__)
 
 def load_reranker(path: str, data: str, trust: bool = False):
     """The model of the fairseq checkpoint ``path``, its task reading the data folder ``data``."""
-    from fairseq import checkpoint_utils
+    from .checkpoints import load_fairseq_model
 
-    from .safe_load import trusting
-
-    if not os.path.isfile(path):
-        raise ConfigError(f"--external-reranker {path}: no such file (a fairseq checkpoint, e.g. a transformer "
-                          "trained on this data folder)")
-    try:
-        with trusting(trust):
-            models, _, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides={"data": data})
-    except RuntimeError as e:
-        if "size mismatch" in str(e):
-            raise ConfigError(f"--external-reranker {path}: its vocabulary is not the one of {data} (the "
-                              "embeddings have another size); train the reranker on this data folder") from None
-        raise
+    models, _ = load_fairseq_model(path, "--external-reranker", {"data": data}, trust=trust,
+                                   hint="train the reranker (e.g. --arch transformer) on this data folder")
     model = models[0]
     if not hasattr(model, "encoder") or not hasattr(model, "decoder"):
         raise ConfigError(f"--external-reranker {path}: a {type(model).__name__} is not an encoder-decoder model; "
                           "give an autoregressive translation model (e.g. --arch transformer)")
     logger.info("reranking candidates with %s (%s)", path, type(model).__name__)
-    return model.eval()
+    return model
 
 
 @torch.no_grad()

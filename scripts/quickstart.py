@@ -15,7 +15,9 @@ weights and the same BLEU on a fast machine and a slow one; a progress line show
 and the time left.  On a CPU the defaults are sized for about 15 minutes of training on a typical
 2-core machine (the first ``--backbone-layers`` 6 of 12 layers, a quarter of the test set); on a GPU
 the whole backbone, bf16 autocast, a bigger batch and the whole test set are used.  ``--minutes``
-bounds stage 1 by wall-clock time instead (the result then depends on the machine's speed).
+bounds stage 1 by wall-clock time instead (the result then depends on the machine's speed).  The
+training settings are ``fairseq_dlm.recipes.adaptation.CPU`` / ``.GPU``, the CPU one chosen on
+Multi30k's validation set by ``benchmarks/recipe_sweep.py``.
 
     python scripts/quickstart.py [--raw-dir ../shared/data/multi30k] [--work runs/quickstart] [--updates 300]
 """
@@ -24,16 +26,16 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from fairseq_dlm.checkpoints import trained_updates
 from fairseq_dlm.metrics.bleu import bleu_report
+from fairseq_dlm.recipes import adaptation
 from fairseq_dlm.tools import UpdateProgress, fairseq_tool, run
 
 ROOT = Path(__file__).resolve().parents[1]
-# stage-1 and stage-2 updates, backbone layers kept (0 = all), test2016 sentences decoded (0 = all)
-CPU = dict(updates=300, length_updates=100, layers=6, test=250)
-GPU = dict(updates=2000, length_updates=300, layers=0, test=0)
+TEST_SENTENCES = {"cpu": 250, "gpu": 0}  # the first N sentences of test2016 decoded (0 = all)
 
 
 def head_of_test(raw_dir: Path, out_dir: Path, n: int, prefix="test_2016_flickr") -> Path:
@@ -59,16 +61,16 @@ def main():
                    help="Multi30k raw files ({train,val,test_2016_flickr}.{de,en}.gz)")
     p.add_argument("--work", default=str(ROOT / "runs" / "quickstart"), help="working directory (reused)")
     p.add_argument("--updates", type=int, default=None,
-                   help=f"stage-1 budget in updates (CPU {CPU['updates']}, GPU {GPU['updates']})")
+                   help=f"stage-1 budget in updates (CPU {adaptation.CPU.updates}, GPU {adaptation.GPU.updates})")
     p.add_argument("--length-updates", type=int, default=None,
-                   help=f"stage-2 (length head) budget in updates (CPU {CPU['length_updates']}, GPU "
-                        f"{GPU['length_updates']})")
+                   help=f"stage-2 (length head) budget in updates (CPU {adaptation.CPU.length_updates}, "
+                        f"GPU {adaptation.GPU.length_updates})")
     p.add_argument("--minutes", type=float, default=None,
                    help="bound stage 1 by wall-clock minutes instead of updates (machine-dependent result)")
     p.add_argument("--backbone-layers", type=int, default=None,
-                   help=f"keep the first N layers (CPU {CPU['layers']}, GPU all)")
+                   help=f"keep the first N layers (CPU {adaptation.CPU.backbone_layers}, GPU all)")
     p.add_argument("--test-sentences", type=int, default=None,
-                   help=f"decode the first N sentences of test2016 (CPU {CPU['test']}, GPU 0 = all 1,000)")
+                   help=f"decode the first N sentences of test2016 (CPU {TEST_SENTENCES['cpu']}, GPU 0 = all 1,000)")
     p.add_argument("--steps", type=int, default=10, help="decoding steps (--iter-decode-max-iter)")
     p.add_argument("--fresh", action="store_true", help="delete the working directory first")
     a = p.parse_args()
@@ -76,11 +78,11 @@ def main():
     import torch
 
     gpu = torch.cuda.is_available()
-    default = GPU if gpu else CPU
-    updates = a.updates if a.updates is not None else default["updates"]
-    length_updates = a.length_updates if a.length_updates is not None else default["length_updates"]
-    layers = a.backbone_layers if a.backbone_layers is not None else default["layers"]
-    n_test = a.test_sentences if a.test_sentences is not None else default["test"]
+    chosen = {k: v for k, v in (("updates", a.updates), ("length_updates", a.length_updates),
+                                 ("backbone_layers", a.backbone_layers)) if v is not None}
+    recipe = replace(adaptation.GPU if gpu else adaptation.CPU, **chosen)
+    updates, length_updates, layers = recipe.updates, recipe.length_updates, recipe.backbone_layers
+    n_test = a.test_sentences if a.test_sentences is not None else TEST_SENTENCES["gpu" if gpu else "cpu"]
     for flag, value in (("--updates", updates), ("--length-updates", length_updates)):
         if value < 1:
             p.error(f"{flag} must be at least 1")
@@ -109,22 +111,20 @@ def main():
              "--dest-root", work / "data-bin", "--splits", *splits])
 
     common = [data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm", "--arch", "xlmr_diffusion_base",
-              "--pretrained", backbone, "--backbone-layers", layers, "--optimizer", "torch_adamw",
+              "--pretrained", backbone, *recipe.model_args(), "--optimizer", "torch_adamw",
               "--weight-decay", 0.01, "--adam-betas", "(0.9,0.98)", "--clip-norm", 1.0, "--seed", 1,
               "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", 5, "--num-workers", 0]
-    common += ["--autocast-bf16", "--max-tokens", 8192] if gpu else ["--cpu", "--max-tokens", 2048]
+    common += ["--autocast-bf16"] if gpu else ["--cpu"]
     stage1, stage2, untrained = work / "ckpt_diffusion", work / "ckpt_length", work / "ckpt_untrained"
     if not (stage1 / "checkpoint_last.pt").exists():
-        limit = ["--max-update", updates] if a.minutes is None else \
-            ["--max-update", 10 ** 6, "--stop-time-hours", a.minutes / 60]
-        run([fairseq_tool("fairseq-train"), *common,
-             "--criterion", "diffusion_lm", "--lr", 5e-4, "--lr-scheduler", "inverse_sqrt", "--warmup-updates", 50,
-             *limit, "--disable-validation", "--save-dir", stage1], log=work / "stage1.log",
+        limit = [] if a.minutes is None else ["--max-update", 10 ** 6, "--stop-time-hours", a.minutes / 60]
+        run([fairseq_tool("fairseq-train"), *common, *recipe.stage1_args(), *limit,  # the last --max-update wins
+             "--disable-validation", "--save-dir", stage1], log=work / "stage1.log",
             progress=None if a.minutes is not None else UpdateProgress(updates, "stage 1"))
     if not (stage2 / "checkpoint_last.pt").exists():  # --finetune-from-model: this stage counts from update 0
-        run([fairseq_tool("fairseq-train"), *common, "--length-head", "--freeze-backbone", "--criterion", "diffusion_length",
-             "--finetune-from-model", stage1 / "checkpoint_last.pt", "--lr", 1e-3, "--max-update", length_updates,
-             "--save-dir", stage2], log=work / "stage2.log", progress=UpdateProgress(length_updates, "stage 2"))
+        run([fairseq_tool("fairseq-train"), *common, *recipe.stage2_args(),
+             "--finetune-from-model", stage1 / "checkpoint_last.pt", "--save-dir", stage2], log=work / "stage2.log",
+            progress=UpdateProgress(length_updates, "stage 2"))
     if not (untrained / "checkpoint_last.pt").exists():  # the converted backbone, zero learning rate
         run([fairseq_tool("fairseq-train"), *common, "--criterion", "diffusion_lm", "--lr", 0.0, "--max-update", 1,
              "--disable-validation", "--save-dir", untrained], log=work / "untrained.log")

