@@ -151,9 +151,14 @@ def equal_time(a, results: dict) -> dict:
     updates = int(ckpt.stem.rsplit("_", 1)[1])
     out = Path(a.work) / slug(TWELVE_EQUAL_TIME)
     out.mkdir(exist_ok=True)
-    return {"changes": {"backbone_layers": [SWEEP_BASE.backbone_layers, 0]}, "updates": updates,
-            "train_seconds": round(training_seconds(ckpt), 1), "checkpoint": str(ckpt),
-            **evaluate(a, ckpt, out / "gen")}
+    done = out / "result.json"
+    if done.exists() and json.loads(done.read_text())["checkpoint"] == str(ckpt):
+        return json.loads(done.read_text())  # this checkpoint was scored before
+    result = {"changes": {"backbone_layers": [SWEEP_BASE.backbone_layers, 0]}, "updates": updates,
+              "train_seconds": round(training_seconds(ckpt), 1), "checkpoint": str(ckpt),
+              **evaluate(a, ckpt, out / "gen")}
+    done.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def draw(results: dict, path: Path, updates: int) -> None:
