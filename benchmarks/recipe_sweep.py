@@ -152,8 +152,9 @@ def equal_time(a, results: dict) -> dict:
     out = Path(a.work) / slug(TWELVE_EQUAL_TIME)
     out.mkdir(exist_ok=True)
     done = out / "result.json"
-    if done.exists() and json.loads(done.read_text())["checkpoint"] == str(ckpt):
-        return json.loads(done.read_text())  # this checkpoint was scored before
+    scored = json.loads(done.read_text()) if done.exists() else {}
+    if scored.get("checkpoint") == str(ckpt):
+        return scored  # this checkpoint was scored before
     result = {"changes": {"backbone_layers": [SWEEP_BASE.backbone_layers, 0]}, "updates": updates,
               "train_seconds": round(training_seconds(ckpt), 1), "checkpoint": str(ckpt),
               **evaluate(a, ckpt, out / "gen")}
