@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="Diffusion language models from pretrained XLM-R, as a fairseq plugin",
     packages=find_packages(include=["fairseq_dlm", "fairseq_dlm.*"]),
+    package_data={"fairseq_dlm.demo": ["page.html"]},
+    entry_points={"console_scripts": ["fairseq-dlm-demo=fairseq_dlm.demo.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         "fairseq-fixed==0.12.3.1",
@@ -16,6 +18,8 @@ setup(
         "rouge-score",
         "scikit-learn",
         "protobuf",
+        "starlette>=0.40",
+        "uvicorn>=0.30",
     ],
-    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout"], "benchmarks": ["matplotlib"]},
+    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout", "selenium>=4.20"], "benchmarks": ["matplotlib"]},
 )

@@ -35,9 +35,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from fairseq_dlm.checkpoints import training_seconds
-from fairseq_dlm.metrics.bleu import bleu_report
 from fairseq_dlm.recipes.adaptation import CPU, SWEEP_BASE, AdaptationRecipe
 from fairseq_dlm.tools import fairseq_tool, run
+from figures import pyplot, save  # benchmarks/figures.py and training_curves.py, next to this script
+from training_curves import curve, valid_bleu
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "base"
@@ -63,21 +64,14 @@ def slug(name: str) -> str:
 
 
 def loss_curve(train_log: Path):
-    """``[(updates, nll_loss), ...]`` from a fairseq-train log's ``train_inner`` lines (the masked
-    tokens' NLL in bits: comparable across loss weightings, unlike ``loss``)."""
-    text = train_log.read_text(encoding="utf-8")
-    return [(int(u), float(v)) for v, u in re.findall(r"train_inner .*? nll_loss=([\d.]+),.*?num_updates=(\d+)", text)]
+    """``[(updates, nll_loss), ...]`` of a fairseq-train log (the masked tokens' NLL in bits:
+    comparable across loss weightings, unlike ``loss``)."""
+    return curve(train_log, "nll_loss")
 
 
 def evaluate(a, ckpt: Path, out: Path) -> dict:
     """Valid BLEU of ``ckpt`` (oracle lengths, raw references of ``--data``)."""
-    run([fairseq_tool("fairseq-generate"), a.data, "--user-dir", ROOT / "fairseq_dlm", "--task", "diffusion_lm",
-         "--path", ckpt, "--gen-subset", "valid", "--oracle-length", "--iter-decode-max-iter", a.steps,
-         "--post-process", "sentencepiece", "--cpu", "--max-tokens", 4096, "--num-workers", 0,
-         "--results-path", out], log=out.with_suffix(".log"))
-    report = bleu_report(out / "generate-valid.txt")
-    report.pop("examples")
-    return report
+    return valid_bleu(a.data, ckpt, out, a.steps)
 
 
 def claim(work: Path) -> bool:
@@ -163,11 +157,7 @@ def equal_time(a, results: dict) -> dict:
 
 
 def draw(results: dict, path: Path, updates: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = sorted(results, key=lambda n: results[n]["bleu"])
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 0.35 * len(names) + 2.5))
     colours = ["tab:green" if n == BASE else "tab:blue" for n in names]
@@ -184,9 +174,7 @@ def draw(results: dict, path: Path, updates: int) -> None:
     curves.set_xlabel("updates")
     curves.set_ylabel("training NLL of the masked tokens (bits)")
     curves.legend(fontsize=7)
-    fig.tight_layout()
-    for suffix in (".png", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=120)
+    save(fig, path)
 
 
 def main(argv=None):

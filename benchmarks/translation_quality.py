@@ -8,13 +8,16 @@ Systems (all trained with fairseq-train on the same binarized, prompted, Sentenc
   4. transformer     fairseq's autoregressive transformer of comparable size, beam 5 (and greedy)
 The diffusion systems train with the main job's recipe (``fairseq_dlm.recipes.adaptation``).
 ``--distilled DIR`` (``scripts/distill.py``) adds ``dlm_distilled`` and ``cmlm_distilled``: the
-same systems trained on the teacher's targets; ``--reranker CKPT`` adds the diffusion models'
-rows with ``--external-reranker CKPT``.  Each system gets ``--updates`` updates (the diffusion
+same systems trained on the teacher's targets; ``--reranker CKPT`` (an autoregressive translation
+model, e.g. the distillation teacher) adds the diffusion models' rows with ``--external-reranker
+CKPT`` and the reranker's own row (beam 5; its updates and time are its own run's).  Each system gets ``--updates`` updates (the diffusion
 systems then the quickstart's length-head updates), or ``--minutes`` of training (the diffusion
 systems split it 85/15 between the diffusion and the length stage), and is decoded with its usual
 settings on every test set, scored against the raw references.  Output: one
 table per test set with cased sacrebleu BLEU, the paper's lower-cased BLEU, sentences/second and
-network evaluations (forward passes) per sentence, plus JSON.
+network evaluations (forward passes) per sentence, the updates and seconds of training each
+row's checkpoint stores, plus JSON and a figure of the quality/speed frontier (BLEU against
+sentences/s, PNG + SVG next to the JSON; ``--plot-only JSON`` draws it again).
 
     python benchmarks/translation_quality.py --data DATA_BIN --backbone BACKBONE_DIR \
         [--minutes 2 | --updates 300] [--distilled DISTILLED_BIN] [--reranker TEACHER.pt] \
@@ -47,10 +50,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from fairseq_dlm.checkpoints import training_seconds
+from fairseq_dlm.checkpoints import trained_updates, training_seconds
 from fairseq_dlm.metrics.bleu import bleu_report
 from fairseq_dlm.recipes import adaptation
 from fairseq_dlm.tools import fairseq_tool
+from figures import pyplot, save  # benchmarks/figures.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,6 +209,8 @@ def decoding_rows(a, ckpts):
         if a.speed:
             for label, extra in SPEED_ROWS.get(name, ()):
                 rows[f"{name} {label}"] = (name, ckpt, extra)
+    if a.reranker:  # the teacher itself, trained outside this run for its own budget (an AR translation model)
+        rows["reranker (teacher)"] = ("transformer", Path(a.reranker), [])
     return rows
 
 
@@ -253,13 +259,50 @@ def decode(a, work, gpu, row, system, ckpt, extra, subset):
     sh([fairseq_tool("fairseq-generate"), *common, *usual, *extra, "--results-path", out], log)
     report = bleu_report(out / f"generate-{subset}.txt")
     report.pop("examples")
-    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", system)}
+    trained = {"updates": trained_updates(ckpt), "training_seconds": round(training_seconds(ckpt))}
+    if system.startswith("dlm"):  # the length stage counts its updates from 0; its clock carries stage 1's over
+        trained["updates"] += trained_updates(Path(ckpt).parents[1] / "diffusion" / "checkpoint_last.pt")
+    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", system), **trained}
+
+
+def draw(results: dict, path: Path, title: str) -> None:
+    """The quality/speed frontier of every decoded row: BLEU against sentences/s (log), one panel per
+    test set; written to ``path`` .png and .svg."""
+    from matplotlib.ticker import NullFormatter
+
+    plt = pyplot()
+
+    family = {"dlm": ("tab:blue", "o"), "cmlm": ("tab:orange", "s"), "transformer": ("tab:green", "^"),
+              "reranker": ("tab:grey", "^")}
+    fig, axes = plt.subplots(1, len(results), figsize=(10 * len(results), 5), squeeze=False)
+    for ax, (subset, table) in zip(axes[0], results.items()):
+        for i, (row, r) in enumerate(table.items(), 1):
+            if r["sentences_per_second"] is None:
+                continue
+            colour, marker = family[next(k for k in family if row.startswith(k))]
+            label = f"{i}. {row}" + (f" ({r['updates']} updates)" if "updates" in r else "")
+            ax.scatter(r["sentences_per_second"], r["bleu"], color=colour, marker=marker, s=40, label=label)
+            ax.annotate(str(i), (r["sentences_per_second"], r["bleu"]), fontsize=8, xytext=(5, 2),
+                        textcoords="offset points")  # the legend names the numbers
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("sentences / second (log)")
+        ax.set_ylabel("BLEU (sacrebleu, cased)")
+        ax.set_title(f"{subset}: {title}", fontsize=9)
+        ax.grid(alpha=0.3)
+    save(fig, path)
+
+
+def _title(saved: dict) -> str:
+    spent = f"{saved['updates_budget']} updates" if saved.get("updates_budget") else f"{saved['minutes']} min"
+    return f"Multi30k de→en, {spent} per system, {saved['device']}"
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="prepared data folder (scripts/prepare_translation.py)")
-    p.add_argument("--backbone", required=True, help="converted backbone (scripts/convert_backbone.py)")
+    p.add_argument("--data", help="prepared data folder (scripts/prepare_translation.py); required")
+    p.add_argument("--backbone", help="converted backbone (scripts/convert_backbone.py); required")
     p.add_argument("--minutes", type=float, default=2.0, help="training wall-clock budget per system")
     p.add_argument("--updates", type=int, default=None,
                    help="training budget in updates per system instead of --minutes (the diffusion systems: "
@@ -281,8 +324,18 @@ def main():
     p.add_argument("--decode-only", action="store_true",
                    help="reuse the checkpoints already in --work (no training; the updates are read from its logs)")
     p.add_argument("--work", default=str(ROOT / "runs" / "benchmark"), help="working directory")
-    p.add_argument("--json", default=None, help="results JSON (default WORK/results.json)")
+    p.add_argument("--json", default=None, help="results JSON (default WORK/results.json); the figure is drawn "
+                                                "next to it (.png, .svg)")
+    p.add_argument("--plot-only", default=None, metavar="JSON",
+                   help="draw the frontier figure of an earlier run's JSON again and stop")
     a = p.parse_args()
+    if a.plot_only:
+        saved = json.loads(Path(a.plot_only).read_text(encoding="utf-8"))
+        draw(saved["results"], Path(a.plot_only), _title(saved))
+        print(f"wrote {Path(a.plot_only).with_suffix('.png')} and .svg")
+        return
+    if not (a.data and a.backbone):
+        p.error("--data and --backbone are required (except with --plot-only)")
     import torch
 
     gpu = torch.cuda.is_available()
@@ -315,18 +368,21 @@ def main():
     for subset, table in results.items():
         spent = f"{a.updates} updates" if a.updates else f"{a.minutes} min"
         print(f"\n{subset}: Multi30k de→en, {spent} of training per system, {device}, scale {a.scale}")
-        print(f"{'system':<30} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9} {'tokens/sent':>12}")
+        print(f"{'system':<30} {'BLEU':>6} {'BLEU lc':>8} {'sent/s':>8} {'NFE/sent':>9} {'tokens/sent':>12}"
+              f" {'updates':>8} {'train s':>8}")
         for n, r in table.items():
             sps = "-" if r["sentences_per_second"] is None else f"{r['sentences_per_second']:.1f}"
             nfe = "-" if r["nfe_per_sentence"] is None else f"{r['nfe_per_sentence']:.1f}"
             tok = r.get("backbone_tokens_per_sentence")
             tok = "-" if tok is None else f"{tok:.1f}"
-            print(f"{n:<30} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9} {tok:>12}")
+            print(f"{n:<30} {r['bleu']:>6.2f} {r['bleu_lc']:>8.2f} {sps:>8} {nfe:>9} {tok:>12}"
+                  f" {r['updates']:>8} {r['training_seconds']:>8}")
         print("sacrebleu " + next(iter(table.values()))["signature"])
     print("updates in the budget: " + ", ".join(
         f"{n} {u['train']}" + (f" + {u['length']} length" if "length" in u else "") for n, u in updates.items()))
     print(f"wall-clock: {round(time.time() - t0)} s in all (per command in the JSON)")
-    print(f"wrote {out}")
+    draw(results, out, _title(json.loads(out.read_text(encoding="utf-8"))))
+    print(f"wrote {out} and the frontier figure {out.with_suffix('.png')} (.svg)")
 
 
 if __name__ == "__main__":

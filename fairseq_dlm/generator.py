@@ -146,8 +146,14 @@ class DiffusionGenerator:
 
     # -------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate(self, models, sample, prefix_tokens=None, constraints=None, **kwargs) -> List[List[dict]]:
-        """One hypothesis list per example of ``sample`` (the best candidate)."""
+    def generate(self, models, sample, prefix_tokens=None, constraints=None, on_step=None,
+                 **kwargs) -> List[List[dict]]:
+        """One hypothesis list per example of ``sample`` (the best candidate).
+
+        ``on_step(state, active)``: called before the first and after every denoising step with the
+        :class:`~fairseq_dlm.diffusion.denoise.DecodeState` of all candidates (rows: each example's
+        candidates in turn, in the order of its hypothesis' ``"candidates"``) and the ``[R]`` bool
+        rows that ran the network at that step (see :meth:`Sampler.run`)."""
         if prefix_tokens is not None or constraints is not None:
             raise NotImplementedError("--prefix-size and --constraints are not supported by diffusion decoding")
         for m in models:
@@ -180,7 +186,8 @@ class DiffusionGenerator:
                             filler=[self.bos, self.eos]) for m in models]
         rng = RowRandom(o.seed, ids[owner].tolist(), cand)
         try:
-            state, used = self.sampler.run(self.denoise_fn(nets), init_state(canvas, slots, o.retain_history), rng)
+            state, used = self.sampler.run(self.denoise_fn(nets), init_state(canvas, slots, o.retain_history), rng,
+                                           on_step)
         finally:
             self.stats["forward_tokens"] += sum(net.forward_tokens for net in nets)
         finals = finalize(state, (self.pad, self.bos, self.eos))
@@ -196,6 +203,11 @@ class DiffusionGenerator:
         for b in range(src.size(0)):
             nfe[b] += int(predicted)
             hypos.append([self._hypo(state, finals, best[b], int(used[best[b]]), nfe[b])])
+            rows = [r for r, e in enumerate(owners) if e == b]
+            hypos[-1][0]["candidates"] = [  # every candidate of the example; "chosen" indexes the kept one
+                {"length": int(state.slots[r].sum()), "score": finals[r][2], "steps": int(used[r]),
+                 **({} if reranked is None else {"rerank_score": reranked[r]})} for r in rows]
+            hypos[-1][0]["chosen"] = rows.index(best[b])
             if reranked is not None:
                 hypos[-1][0]["rerank_score"] = reranked[best[b]]
         self.stats["sentences"] += src.size(0)

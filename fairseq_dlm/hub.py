@@ -56,6 +56,11 @@ class DiffusionLM(GeneratorHubInterface):
         super().__init__(cfg, task, models)
         self.spm_model = spm_model
         self._keep = keep  # a TemporaryDirectory holding a converted HF export
+        symbols = task.target_dictionary.symbols
+        if not spm_model and sum(s.startswith("\u2581") for s in symbols) > len(symbols) // 4:
+            logger.warning("the dictionary holds SentencePiece pieces but no sentencepiece.bpe.model was found next "
+                           "to it, in the training data folder or the checkpoint's: text will be split at whitespace "
+                           "and most words will be <unk>; pass spm_model= (--spm-model) with the backbone's model")
         for m in self.models:
             m.eval()
 
@@ -89,7 +94,7 @@ class DiffusionLM(GeneratorHubInterface):
                  strategy: Optional[str] = None, oracle_lengths: Optional[Sequence[int]] = None,
                  temperature: float = DEFAULTS.temperature, batch_size: int = 16,
                  retain_history: bool = DEFAULTS.retain_history, return_dict: bool = False, seed: int = DEFAULTS.seed,
-                 verbose: bool = False, **options):
+                 verbose: bool = False, on_step=None, **options):
         """Decode ``inputs`` (one prompt string or a list of them); strings come back in input order.
 
         Args:
@@ -100,7 +105,11 @@ class DiffusionLM(GeneratorHubInterface):
             oracle_lengths: one response length per prompt (no length head needed).
             temperature: 0 = argmax proposals; > 0 samples.
             retain_history: also return each step's canvas (``<mask>`` where still masked); implies ``return_dict``.
-            return_dict: dicts ``{"text", "score", "length", "steps", "nfe"[, "history"]}`` instead of strings.
+            return_dict: dicts ``{"text", "score", "length", "steps", "nfe", "candidates", "chosen"[, "history"]}``
+                instead of strings; ``candidates``: every length-beam (and MBR) candidate's ``length``,
+                ``score`` and ``steps``, ``chosen``: the index of the one returned.
+            on_step: ``on_step(state, active)`` before and after every denoising step of every batch (a live view
+                of the canvases, see :meth:`~fairseq_dlm.generator.DiffusionGenerator.generate`).
             options: further fields of :class:`~fairseq_dlm.diffusion.options.DecodingOptions`, e.g.
                 ``suppress_special_tokens=True``, ``early_exit="none"``, ``mbr=4``.
 
@@ -114,12 +123,12 @@ class DiffusionLM(GeneratorHubInterface):
             raise ArgumentTypeError(f"strategy must be a string such as 'cmlm' or None, not {strategy!r}")
         if items and torch.is_tensor(items[0]):  # GeneratorHubInterface.sample/translate path
             return self._decode_tokens(items, steps, length_beam, strategy, None, temperature, batch_size,
-                                       retain_history, seed, options)
+                                       retain_history, seed, options, on_step)
         tokens = [self.encode(text) for text in items]
         if oracle_lengths is not None:
             _check_oracle_lengths(oracle_lengths, tokens, self.models[0].max_positions())
         hypos = self._decode_tokens(tokens, steps, length_beam, strategy, oracle_lengths, temperature, batch_size,
-                                    retain_history, seed, options)
+                                    retain_history, seed, options, on_step)
         results = [self._result(h[0], retain_history) for h in hypos]
         if verbose:
             for text, r in zip(items, results):
@@ -162,7 +171,7 @@ class DiffusionLM(GeneratorHubInterface):
         return DiffusionGenerator.from_task(self.task, **dict(chosen, **options))
 
     def _decode_tokens(self, tokens: List[torch.Tensor], steps, length_beam, strategy, oracle_lengths, temperature,
-                       batch_size, retain_history, seed, options) -> List[List[dict]]:
+                       batch_size, retain_history, seed, options, on_step=None) -> List[List[dict]]:
         from .inference import EncodedRows, batches, canvas_stand_in
 
         d = self.task.target_dictionary
@@ -176,22 +185,22 @@ class DiffusionLM(GeneratorHubInterface):
         for sample in batches(EncodedRows(tokens, canvases), d, batch_size):
             sample = utils.apply_to_sample(lambda t: t.to(self.device), sample)
             with torch.no_grad():
-                out = generator.generate(self.models, sample)
+                out = generator.generate(self.models, sample, on_step=on_step)
             for i, h in zip(sample["id"].tolist(), out):
                 hypos[i] = h
         return [hypos[i] for i in range(len(tokens))]
 
     def _result(self, hypo: dict, retain_history: bool) -> dict:
         result = {"text": self.decode(hypo["tokens"]), "score": float(hypo["score"]), "length": hypo.get("canvas"),
-                  "steps": hypo.get("steps"), "nfe": hypo.get("nfe")}
+                  "steps": hypo.get("steps"), "nfe": hypo.get("nfe"), "candidates": hypo.get("candidates"),
+                  "chosen": hypo.get("chosen")}
         if retain_history:
-            d = self.task.target_dictionary
-            result["history"] = [self._show(h["tokens"], d) for h in hypo.get("history", [])]
+            result["history"] = [self.canvas_text(h["tokens"]) for h in hypo.get("history", [])]
         return result
 
-    def _show(self, tokens: torch.Tensor, d) -> str:
-        """A canvas as text, ``<mask>`` where a slot is still masked."""
-        text = d.string(tokens)
+    def canvas_text(self, tokens: torch.Tensor) -> str:
+        """``[n]`` response-slot ids as text, ``<mask>`` where a slot is still masked."""
+        text = self.task.target_dictionary.string(tokens)
         return self.bpe.decode(text) if self.bpe is not None else text
 
 

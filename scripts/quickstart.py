@@ -72,6 +72,9 @@ def main():
     p.add_argument("--test-sentences", type=int, default=None,
                    help=f"decode the first N sentences of test2016 (CPU {TEST_SENTENCES['cpu']}, GPU 0 = all 1,000)")
     p.add_argument("--steps", type=int, default=10, help="decoding steps (--iter-decode-max-iter)")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also keep a stage-1 checkpoint every N updates (~250 MB each; for "
+                        "benchmarks/training_curves.py's validation BLEU curve); 0 = only the last")
     p.add_argument("--fresh", action="store_true", help="delete the working directory first")
     a = p.parse_args()
 
@@ -88,6 +91,8 @@ def main():
             p.error(f"{flag} must be at least 1")
     if a.minutes is not None and a.minutes <= 0:
         p.error("--minutes must be positive")
+    if a.save_every < 0:
+        p.error("--save-every must be 0 (off) or a number of updates")
     work = Path(a.work)
     if a.fresh and work.exists():
         shutil.rmtree(work)
@@ -118,6 +123,7 @@ def main():
     stage1, stage2, untrained = work / "ckpt_diffusion", work / "ckpt_length", work / "ckpt_untrained"
     if not (stage1 / "checkpoint_last.pt").exists():
         limit = [] if a.minutes is None else ["--max-update", 10 ** 6, "--stop-time-hours", a.minutes / 60]
+        limit += ["--save-interval-updates", a.save_every] if a.save_every else []
         run([fairseq_tool("fairseq-train"), *common, *recipe.stage1_args(), *limit,  # the last --max-update wins
              "--disable-validation", "--save-dir", stage1], log=work / "stage1.log",
             progress=None if a.minutes is not None else UpdateProgress(updates, "stage 1"))

@@ -413,7 +413,8 @@ Dropped pairs (first {MAX_LISTED_DROPS} per split, 1-based raw line numbers):
 
 ## Files
 
-* `dict.{a.src}.txt`, `dict.{a.tgt}.txt`; `{{split}}.{a.src}-{a.tgt}.{{{a.src},{a.tgt}}}.{{bin,idx}}`; `preprocess.log`
+* `dict.{a.src}.txt`, `dict.{a.tgt}.txt`; `{{split}}.{a.src}-{a.tgt}.{{{a.src},{a.tgt}}}.{{bin,idx}}`; `preprocess.log`;
+  `sentencepiece.bpe.model` (a copy of the model above, to encode prompts at inference)
 {intermediate}
 """
     (work / "README.md").write_text(text, encoding="utf-8")
@@ -509,6 +510,8 @@ def prepare(a: TranslationPrep, command: str) -> Tuple[Path, Dict[str, SplitStat
         output = run_preprocess(args, work)
         check_binarized(output, stats, a.src, a.tgt, bool(a.full_dict))
         dict_size = dictionary_size(work / f"dict.{a.src}.txt")
+        # the model that encoded the pieces, where DiffusionLM and fairseq-dlm-demo look for it at inference
+        shutil.copyfile(a.spm_model, work / "sentencepiece.bpe.model")
         write_readme(work, a, command, template, stats, args, dict_size)
         finalize_output(work, out, a.keep_intermediate)
     finally:

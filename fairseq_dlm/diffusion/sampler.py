@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 PROPOSAL = 1  # purpose of the per-row draws that sample proposals (strategies use 2, 3)
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+StepCallback = Callable[[DecodeState, torch.Tensor], None]
 
 
 class Sampler:
@@ -70,8 +71,13 @@ class Sampler:
         tokens = torch.searchsorted(cdf, u).squeeze(1).clamp(max=logp.size(1) - 1)
         return tokens, logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
 
-    def run(self, denoise_fn: DenoiseFn, state: DecodeState, rng: RowRandom) -> Tuple[DecodeState, torch.Tensor]:
+    def run(self, denoise_fn: DenoiseFn, state: DecodeState, rng: RowRandom,
+            on_step: Optional[StepCallback] = None) -> Tuple[DecodeState, torch.Tensor]:
         """Every planned step on ``state``; returns ``(state, forward passes per row [R])``.
+
+        ``on_step(state, active)``, if given, is called with the initial state (``active`` None), then
+        after every step with the new state and the ``[R]`` bool rows that ran the network at it (a
+        live view; it must not modify the tensors).
 
         With exact early exit a row replays, without a forward pass, every step whose outcome is
         already known: its state repeats one of the last ``cycle_window`` states within a run of
@@ -82,6 +88,8 @@ class Sampler:
         patience = _Patience(state.tokens, self.patience) if self.patience else None
         cycles = CycleSkip(state.tokens, state.masked, state.scores, self.cycle_window) if self.exact_exit else None
         start = time.perf_counter()
+        if on_step is not None:
+            on_step(state, None)
         for step in range(1, plans.total_steps + 1):
             plan = plans.plan(step)
             active = plan.valid
@@ -117,6 +125,8 @@ class Sampler:
             history = None if state.history is None else state.history + [tokens.clone()]
             state = state._replace(tokens=tokens, masked=masked, scores=scores, step=step, history=history)
             used += active.long()
+            if on_step is not None:
+                on_step(state, active)
         self._warn_long_schedule(plans, state.slots, used, cycles, time.perf_counter() - start)
         return state, used
 

@@ -51,8 +51,8 @@ class AdaptationRecipe:
 
 
 # The recipe the sweep starts from; the main job on a CPU (about 15 minutes of training on a typical
-# 2-core machine: no dropout won on valid, +2.5 BLEU at 300 updates; with constant weighting too it
-# scored +4.4, measured after the main job was re-run: the next default) and on a GPU (not swept).
+# 2-core machine; the sweep's best on valid at 300 updates: no dropout and constant weighting,
+# 16.42 against the base's 11.99) and on a GPU (not swept).
 SWEEP_BASE = AdaptationRecipe()
-CPU = replace(SWEEP_BASE, dropout=0.0)
+CPU = replace(SWEEP_BASE, dropout=0.0, weighting="constant")
 GPU = replace(SWEEP_BASE, updates=2000, length_updates=300, backbone_layers=0, max_tokens=8192)

@@ -49,6 +49,18 @@ def test_length_beam_matches_fairseq_generate(reverse_length_model, reverse_data
     dicts = m.generate([rows[i]["S"] for i in ids[:4]], steps=6, length_beam=3, return_dict=True)
     assert [d["text"] for d in dicts] == texts[:4]
     assert all(d["length"] == len(d["text"].split()) and d["nfe"] >= 1 for d in dicts)
+    for d in dicts:  # every length candidate is reported; the chosen one is the best scored and the one returned
+        best = d["candidates"][d["chosen"]]
+        assert len(d["candidates"]) >= 1 and (best["length"], best["score"]) == (d["length"], d["score"])
+        assert best["score"] == max(c["score"] for c in d["candidates"])
+    seen = []  # the live view: the initial canvases, then one state per step; the last one is the answer
+    out = m.generate(rows[ids[0]]["S"], steps=6, length_beam=3, return_dict=True,
+                     on_step=lambda state, active: seen.append((state.step, state.masked.sum().item(),
+                                                                state.tokens.clone(), state.slots.clone())))
+    assert [s[0] for s in seen] == list(range(7)) and seen[-1][1] == 0 and seen[0][1] == sum(
+        c["length"] for c in out["candidates"])
+    tokens, slots = seen[-1][2][out["chosen"]], seen[-1][3][out["chosen"]]
+    assert m.canvas_text(tokens[slots]) == out["text"] == texts[0]
 
 
 def test_history_shows_the_canvas_emerging(api_model):

@@ -37,4 +37,4 @@ def test_differences_name_the_changed_fields():
     assert CPU.differences(CPU) == {}
     assert CHANGED.differences(CPU)["lr"] == (2e-3, CPU.lr)
     assert set(GPU.differences(SWEEP_BASE)) == {"updates", "length_updates", "backbone_layers", "max_tokens"}
-    assert CPU.differences(SWEEP_BASE) == {"dropout": (0.0, 0.1)}  # what the sweep chose
+    assert CPU.differences(SWEEP_BASE) == {"dropout": (0.0, 0.1), "weighting": ("constant", "linear")}  # the sweep's choice
