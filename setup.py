@@ -21,5 +21,6 @@ setup(
         "starlette>=0.40",
         "uvicorn>=0.30",
     ],
-    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout", "selenium>=4.20"], "benchmarks": ["matplotlib"]},
+    extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout", "selenium>=4.20"], "benchmarks": ["matplotlib"],
+                    "harness": ["lm-eval>=0.4.9,<0.5"]},
 )

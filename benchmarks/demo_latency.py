@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from fairseq_dlm.inference import add_model_arguments
 from figures import pyplot, save  # benchmarks/figures.py, next to this script
 
 
@@ -29,6 +30,7 @@ def start_server(a, port: int) -> subprocess.Popen:
     for flag, value in (("--data", a.data), ("--spm-model", a.spm_model)):
         if value:
             cmd += [flag, value]
+    cmd += ["--trust-checkpoint"] if a.trust_checkpoint else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
     deadline = time.time() + 180
@@ -80,9 +82,7 @@ def draw(rows: list, out: Path, title: str) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", required=True, help="checkpoint the demo serves")
-    p.add_argument("--data", default=None, help="folder with the dictionary if the checkpoint's has none")
-    p.add_argument("--spm-model", default=None, help="SentencePiece model of the prompts if none is found")
+    add_model_arguments(p, "checkpoint the demo serves")
     p.add_argument("--prompts", required=True, type=Path, help="one prompt per line")
     p.add_argument("--requests", type=int, default=20, help="requests to time (the first lines of --prompts)")
     p.add_argument("--steps", type=int, default=10, help="denoising steps per request")

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fairseq_dlm.inference import add_model_arguments
 from figures import pyplot, save  # benchmarks/figures.py, next to this script
 
 
@@ -57,9 +58,7 @@ def draw(prompt: str, result: dict, events: list, out: Path, join_spm: bool) -> 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", required=True, help="checkpoint (anything DiffusionLM.from_pretrained loads)")
-    p.add_argument("--data", default=None, help="folder with the dictionary if the checkpoint's has none")
-    p.add_argument("--spm-model", default=None, help="SentencePiece model of the prompts if none is found")
+    add_model_arguments(p, "checkpoint (anything DiffusionLM.from_pretrained loads)")
     p.add_argument("--prompt", required=True, help="the prompt to decode")
     p.add_argument("--steps", type=int, default=10, help="denoising steps")
     p.add_argument("--length-beam", type=int, default=3, help="lengths tried (the chosen one is drawn)")
@@ -67,7 +66,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     from fairseq_dlm import DiffusionLM
 
-    lm = DiffusionLM.from_pretrained(a.path, data=a.data, spm_model=a.spm_model)
+    lm = DiffusionLM.from_pretrained(a.path, data=a.data, spm_model=a.spm_model, trust_checkpoint=a.trust_checkpoint)
     result, events = record(lm, a.prompt, a.steps, a.length_beam)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps({"prompt": a.prompt, "result": result, "steps": events},

@@ -113,6 +113,22 @@ def load(path: str, data: Optional[str] = None, spm_model: Optional[str] = None,
     return Loaded(models, cfg, task, ckpt, spm, keep)
 
 
+def add_model_arguments(parser, path_help: str = "checkpoint file or folder, converted official release, or "
+                                                 "exported HF directory") -> None:
+    """``--path``, ``--data``, ``--spm-model``, ``--trust-checkpoint``: what a command needs to load a
+    model with :func:`load` (``DiffusionLM.from_pretrained(a.path, a.data, a.spm_model,
+    trust_checkpoint=a.trust_checkpoint)``)."""
+    parser.add_argument("--path", required=True, help=path_help)
+    parser.add_argument("--data", default=None,
+                        help="folder with the dictionary when neither the checkpoint's folder nor its training data "
+                             "folder has one")
+    parser.add_argument("--spm-model", default=None,
+                        help=f"SentencePiece model to encode prompts (default: {SPM} found next to the dictionary, in "
+                             "the training data folder or the checkpoint's)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint holding objects beyond fairseq's (unpickling can run code)")
+
+
 def find_spm_model(task, data: Optional[str], ckpt: str) -> Optional[str]:
     """``sentencepiece.bpe.model`` in ``data``, the task's data folder or the checkpoint's folder,
     else the task's configured ``spm_model``; None when there is none."""

@@ -10,6 +10,7 @@ import sys
 from dataclasses import fields
 
 from ..errors import ConfigError, UserError
+from ..inference import add_model_arguments
 from .requests import DemoLimits
 
 logger = logging.getLogger("fairseq_dlm.demo")
@@ -18,14 +19,7 @@ logger = logging.getLogger("fairseq_dlm.demo")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fairseq-dlm-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", required=True,
-                   help="checkpoint file or folder, converted official release, or exported HF directory")
-    p.add_argument("--data", default=None, help="folder with the dictionary when the checkpoint's folder has none")
-    p.add_argument("--spm-model", default=None,
-                   help="SentencePiece model to encode prompts (default: sentencepiece.bpe.model found next to the "
-                        "dictionary, in the training data folder or the checkpoint's)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="load a checkpoint holding objects beyond fairseq's (unpickling can run code)")
+    add_model_arguments(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")

@@ -17,7 +17,7 @@ LAYERS = [
     {"convert", "tasks"},
     {"inference", "distillation"},
     {"hub", "evaluation"},
-    {"demo"},
+    {"demo", "harness"},
     {"__init__"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
