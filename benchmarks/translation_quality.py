@@ -10,10 +10,11 @@ The diffusion systems train with the main job's recipe (``fairseq_dlm.recipes.ad
 ``--distilled DIR`` (``scripts/distill.py``) adds ``dlm_distilled`` and ``cmlm_distilled``: the
 same systems trained on the teacher's targets; ``--reranker CKPT`` (an autoregressive translation
 model, e.g. the distillation teacher) adds the diffusion models' rows with ``--external-reranker
-CKPT`` and the reranker's own row (beam 5; its updates and time are its own run's).  Each system gets ``--updates`` updates (the diffusion
-systems then the quickstart's length-head updates), or ``--minutes`` of training (the diffusion
-systems split it 85/15 between the diffusion and the length stage), and is decoded with its usual
-settings on every test set, scored against the raw references.  Output: one
+CKPT`` and the reranker's own row (beam 5; its updates and time are its own run's).  Each system
+gets ``--updates`` updates (the diffusion systems then the quickstart's length-head updates), or
+``--minutes`` of training (the diffusion systems split it 85/15 between the diffusion and the
+length stage), and is decoded with its usual settings on every test set, scored against the raw
+references.  Output: one
 table per test set with cased sacrebleu BLEU, the paper's lower-cased BLEU, sentences/second and
 network evaluations (forward passes) per sentence, the updates and seconds of training each
 row's checkpoint stores, plus JSON and a figure of the quality/speed frontier (BLEU against
@@ -41,6 +42,7 @@ per sentence the generator counts.  ``--decode-only`` decodes the systems an ear
 ``--work`` again (after a decoder change) without training them anew.
 """
 import argparse
+import functools
 import json
 import os
 import re
@@ -172,7 +174,8 @@ def train_systems(a, work, gpu):
     for name, data, args in baselines:
         if a.only and name not in a.only:
             continue
-        sh([fairseq_tool("fairseq-train"), data, *args, *budget(a), "--save-dir", work / name], work / f"{name}.train.log")
+        sh([fairseq_tool("fairseq-train"), data, *args, *budget(a), "--save-dir", work / name],
+           work / f"{name}.train.log")
         ckpts[name] = work / name / "checkpoint_last.pt"
     return ckpts
 
@@ -259,10 +262,17 @@ def decode(a, work, gpu, row, system, ckpt, extra, subset):
     sh([fairseq_tool("fairseq-generate"), *common, *usual, *extra, "--results-path", out], log)
     report = bleu_report(out / f"generate-{subset}.txt")
     report.pop("examples")
-    trained = {"updates": trained_updates(ckpt), "training_seconds": round(training_seconds(ckpt))}
-    if system.startswith("dlm"):  # the length stage counts its updates from 0; its clock carries stage 1's over
-        trained["updates"] += trained_updates(Path(ckpt).parents[1] / "diffusion" / "checkpoint_last.pt")
-    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", system), **trained}
+    return {**report, **speed_and_nfe(log, out / f"generate-{subset}.txt", system), **trained(str(ckpt), system)}
+
+
+@functools.lru_cache(maxsize=None)
+def trained(ckpt: str, system: str) -> dict:
+    """The updates and training seconds ``ckpt`` stores (read once per checkpoint, not per row); a
+    diffusion system's length stage counts its updates from 0 and carries stage 1's clock over."""
+    out = {"updates": trained_updates(ckpt), "training_seconds": round(training_seconds(ckpt))}
+    if system.startswith("dlm"):
+        out["updates"] += trained_updates(Path(ckpt).parents[1] / "diffusion" / "checkpoint_last.pt")
+    return out
 
 
 def draw(results: dict, path: Path, title: str) -> None:
@@ -294,9 +304,9 @@ def draw(results: dict, path: Path, title: str) -> None:
     save(fig, path)
 
 
-def _title(saved: dict) -> str:
-    spent = f"{saved['updates_budget']} updates" if saved.get("updates_budget") else f"{saved['minutes']} min"
-    return f"Multi30k de→en, {spent} per system, {saved['device']}"
+def _title(updates, minutes, device) -> str:
+    spent = f"{updates} updates" if updates else f"{minutes} min"
+    return f"Multi30k de→en, {spent} per system, {device}"
 
 
 def main():
@@ -310,8 +320,8 @@ def main():
     p.add_argument("--distilled", default=None,
                    help="distilled copy of --data (scripts/distill.py): adds dlm_distilled and cmlm_distilled")
     p.add_argument("--reranker", default=None,
-                   help="a fairseq checkpoint (e.g. the distillation teacher): adds the diffusion models' rows "
-                        "with --external-reranker")
+                   help="an autoregressive fairseq checkpoint (e.g. the distillation teacher): adds the diffusion "
+                        "models' rows with --external-reranker and the reranker's own row (beam 5)")
     p.add_argument("--test-sets", default="test", help="comma-separated fairseq splits to score")
     p.add_argument("--scale", choices=["check", "cpu", "full"], default=None,
                    help="model sizes (see above); default: full on GPU, check on CPU")
@@ -331,7 +341,8 @@ def main():
     a = p.parse_args()
     if a.plot_only:
         saved = json.loads(Path(a.plot_only).read_text(encoding="utf-8"))
-        draw(saved["results"], Path(a.plot_only), _title(saved))
+        title = _title(saved.get("updates_budget"), saved["minutes"], saved["device"])
+        draw(saved["results"], Path(a.plot_only), title)
         print(f"wrote {Path(a.plot_only).with_suffix('.png')} and .svg")
         return
     if not (a.data and a.backbone):
@@ -381,7 +392,7 @@ def main():
     print("updates in the budget: " + ", ".join(
         f"{n} {u['train']}" + (f" + {u['length']} length" if "length" in u else "") for n, u in updates.items()))
     print(f"wall-clock: {round(time.time() - t0)} s in all (per command in the JSON)")
-    draw(results, out, _title(json.loads(out.read_text(encoding="utf-8"))))
+    draw(results, out, _title(a.updates, a.minutes, device))
     print(f"wrote {out} and the frontier figure {out.with_suffix('.png')} (.svg)")
 
 

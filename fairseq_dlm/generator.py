@@ -196,14 +196,14 @@ class DiffusionGenerator:
         if self.reranker is not None:  # the external model's mean log-likelihood picks the candidate
             reranked = rerank_scores(self.reranker, src[owner], [f[0] for f in finals], self.pad, self.eos)
         best = select_best(reranked or [f[2] for f in finals], owners, src.size(0))
-        nfe = [0] * src.size(0)
+        nfe, rows_of = [0] * src.size(0), [[] for _ in range(src.size(0))]
         for r, b in enumerate(owners):
             nfe[b] += int(used[r])
+            rows_of[b].append(r)
         hypos = []
-        for b in range(src.size(0)):
+        for b, rows in enumerate(rows_of):
             nfe[b] += int(predicted)
             hypos.append([self._hypo(state, finals, best[b], int(used[best[b]]), nfe[b])])
-            rows = [r for r, e in enumerate(owners) if e == b]
             hypos[-1][0]["candidates"] = [  # every candidate of the example; "chosen" indexes the kept one
                 {"length": int(state.slots[r].sum()), "score": finals[r][2], "steps": int(used[r]),
                  **({} if reranked is None else {"rerank_score": reranked[r]})} for r in rows]

@@ -44,7 +44,7 @@ class CanvasView:
                 "confidence": [0.0 if now else round(float(q), 3) for q, now in zip(p.tolist(), m)],
                 "masks": sum(m),
                 "active": True if active is None else bool(active[r]),
-                "text": self.lm.canvas_text(state.tokens[r][state.slots[r]]),
+                "text": self.lm.canvas_text(tokens[r][slot]),
             })
         return {"type": "step", "step": int(state.step), "seconds": round(seconds, 4), "candidates": candidates}
 

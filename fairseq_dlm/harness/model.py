@@ -68,24 +68,23 @@ class DiffusionHarnessLM(LM):
         return self.lm.encode(text)[:-1] if text else self.lm.encode("x")[:0]
 
     def loglikelihood(self, requests) -> List[tuple]:
-        out = []
-        for req in requests:
-            context, continuation = req.args
-            prompt, cont = self._ids(context), self._ids(continuation)
-            if cont.numel() == 0:
-                out.append((0.0, True))
-                continue
-            limit = self.lm.models[0].max_positions() - 2
-            if prompt.numel() + cont.numel() > limit:
-                raise ConfigError(f"fairseq_dlm: a context + continuation of {prompt.numel() + cont.numel()} tokens "
-                                  f"does not fit the model's {limit + 2} positions")
-            draws = mask_draws(cont.numel(), self.mc_samples, self.seed, context)
-            out.append(continuation_elbo(self.lm.models[0], prompt, cont, draws, self.mask, self.bos, self.eos))
-        return out
+        return [self._score(*req.args) for req in requests]
 
     def loglikelihood_rolling(self, requests) -> List[float]:
         """The bound over the whole text (empty context): a diffusion LM scores it in one window."""
-        return [self.loglikelihood([_Args(("", req.args[0]))])[0][0] for req in requests]
+        return [self._score("", req.args[0])[0] for req in requests]
+
+    def _score(self, context: str, continuation: str) -> tuple:
+        """``(bound, is_greedy)`` of ``continuation`` given ``context``."""
+        prompt, cont = self._ids(context), self._ids(continuation)
+        if cont.numel() == 0:
+            return 0.0, True
+        limit = self.lm.models[0].max_positions() - 2
+        if prompt.numel() + cont.numel() > limit:
+            raise ConfigError(f"fairseq_dlm: a context + continuation of {prompt.numel() + cont.numel()} tokens "
+                              f"does not fit the model's {limit + 2} positions")
+        draws = mask_draws(cont.numel(), self.mc_samples, self.seed, context)
+        return continuation_elbo(self.lm.models[0], prompt, cont, draws, self.mask, self.bos, self.eos)
 
     # ------------------------------------------------------------ generation
     def generate_until(self, requests) -> List[str]:
@@ -100,13 +99,6 @@ class DiffusionHarnessLM(LM):
             for text, req in zip(texts, chunk):
                 out.append(cut_at_stops(text, (req.args[1] or {}).get("until")))
         return out
-
-
-class _Args:
-    """A stand-in request carrying only ``args`` (for ``loglikelihood_rolling``)."""
-
-    def __init__(self, args):
-        self.args = args
 
 
 def cut_at_stops(text: str, until) -> str:

@@ -193,10 +193,19 @@ def test_server_refuses_what_it_cannot_take_and_frees_places_of_pages_that_left(
     for conn, _ in held:  # the pages go away: their decoding stops at its next step, their places free up
         conn.close()
     start = time.time()
-    while True:
-        status, first = _post(url, json.dumps({"prompt": "reverse : a b c =", "steps": S}).encode())
-        if status == 200:
+    while True:  # admitted again (the queue places free first; the decoding one at its next step)...
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/decode", json.dumps({"prompt": "reverse : a b c =", "steps": S}).encode(),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status == 200:
             break
+        conn.close()
         assert time.time() - start < 10, "the places of closed requests were not freed"
         time.sleep(0.2)
-    assert first["type"] == "step" and first["step"] == 0
+    first = json.loads(resp.readline()[6:])
+    while first["type"] == "queued":  # ...and decoding soon: the closed pages' job stopped
+        resp.readline()
+        first = json.loads(resp.readline()[6:])
+    conn.close()
+    assert first["type"] == "step" and first["step"] == 0 and time.time() - start < 10
