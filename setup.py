@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Diffusion language models from pretrained XLM-R, as a fairseq plugin",
     packages=find_packages(include=["fairseq_dlm", "fairseq_dlm.*"]),
-    package_data={"fairseq_dlm.demo": ["page.html"]},
+    package_data={"fairseq_dlm.demo": ["page.html"], "fairseq_dlm.harness.tasks": ["*.yaml", "_*_yaml"]},
     entry_points={"console_scripts": ["fairseq-dlm-demo=fairseq_dlm.demo.cli:main"]},
     python_requires=">=3.10",
     install_requires=[

@@ -94,7 +94,7 @@ class DiffusionLM(GeneratorHubInterface):
                  strategy: Optional[str] = None, oracle_lengths: Optional[Sequence[int]] = None,
                  temperature: float = DEFAULTS.temperature, batch_size: int = 16,
                  retain_history: bool = DEFAULTS.retain_history, return_dict: bool = False, seed: int = DEFAULTS.seed,
-                 verbose: bool = False, on_step=None, **options):
+                 verbose: bool = False, on_step=None, response_room: Optional[int] = None, **options):
         """Decode ``inputs`` (one prompt string or a list of them); strings come back in input order.
 
         Args:
@@ -110,6 +110,9 @@ class DiffusionLM(GeneratorHubInterface):
                 ``score`` and ``steps``, ``chosen``: the index of the one returned.
             on_step: ``on_step(state, active)`` before and after every denoising step of every batch (a live view
                 of the canvases, see :meth:`~fairseq_dlm.generator.DiffusionGenerator.generate`).
+            response_room: cut prompts that do not fit the model's positions from the left (their oldest tokens,
+                as ``eval_instruct.py`` does), keeping this many response slots free (with ``oracle_lengths``:
+                each row's length); None refuses such prompts with a ConfigError.
             options: further fields of :class:`~fairseq_dlm.diffusion.options.DecodingOptions`, e.g.
                 ``suppress_special_tokens=True``, ``early_exit="none"``, ``mbr=4``.
 
@@ -124,7 +127,11 @@ class DiffusionLM(GeneratorHubInterface):
         if items and torch.is_tensor(items[0]):  # GeneratorHubInterface.sample/translate path
             return self._decode_tokens(items, steps, length_beam, strategy, None, temperature, batch_size,
                                        retain_history, seed, options, on_step)
-        tokens = [self.encode(text) for text in items]
+        if response_room is None:
+            tokens = [self.encode(text) for text in items]
+        else:
+            _check_numbers(response_room=response_room)
+            tokens = self._fit_prompts(items, oracle_lengths, response_room)
         if oracle_lengths is not None:
             _check_oracle_lengths(oracle_lengths, tokens, self.models[0].max_positions())
         hypos = self._decode_tokens(tokens, steps, length_beam, strategy, oracle_lengths, temperature, batch_size,
@@ -144,16 +151,39 @@ class DiffusionLM(GeneratorHubInterface):
     def translate(self, sentences, beam: int = 1, verbose: bool = False, **kwargs):
         return self.sample(sentences, beam, verbose, **kwargs)
 
-    def encode(self, sentence: str) -> torch.Tensor:
-        """``[n+1]`` ids: SentencePiece pieces (or whitespace tokens) of ``sentence``, then ``</s>``."""
+    def encode(self, sentence: str, check_length: bool = True) -> torch.Tensor:
+        """``[n+1]`` ids: SentencePiece pieces (or whitespace tokens) of ``sentence``, then ``</s>``;
+        ``check_length``: a ConfigError when they leave no room for a response in the model's positions."""
         ids = super().encode(sentence)
-        if ids.numel() - 1 + 3 > self.models[0].max_positions():
+        if check_length and ids.numel() - 1 + 3 > self.models[0].max_positions():
             raise ConfigError(f"the prompt has {ids.numel() - 1} tokens but the model has "
                               f"{self.models[0].max_positions()} positions and needs room for <s>, one response "
                               "slot and </s>; shorten it")
         return ids
 
     # ---------------------------------------------------------------- internals
+    def _fit_prompts(self, items: List[str], oracle_lengths, response_room: int) -> List[torch.Tensor]:
+        """Encoded prompts, each cut from the left to leave its response slots free (SPEC §2.4)."""
+        from .data.encode import fit_example
+        from .inference import canvas_stand_in
+
+        d, limit = self.task.target_dictionary, self.models[0].max_positions()
+        lengths = oracle_lengths if oracle_lengths is not None else [response_room] * len(items)
+        if len(lengths) != len(items):
+            raise ConfigError(f"oracle_lengths has {len(lengths)} entries for {len(items)} inputs")
+        tokens, cut = [], 0
+        for text, n in zip(items, lengths):
+            ids = self.encode(text, check_length=False)
+            fitted = fit_example(ids, canvas_stand_in(d, min(int(n), limit)), limit)
+            if fitted is None:
+                raise ConfigError(f"a response of {n} slots leaves no room for the prompt in the model's {limit} "
+                                  "positions; ask for fewer")
+            cut += fitted[0].numel() < ids.numel()
+            tokens.append(fitted[0])
+        if cut:
+            logger.warning("%d of %d prompts cut from the left to fit %d positions", cut, len(items), limit)
+        return tokens
+
     def generator(self, steps, length_beam, strategy, oracle, temperature, retain_history, seed, options):
         """A :class:`~fairseq_dlm.generator.DiffusionGenerator` with the checkpoint task's decoding
         settings, these arguments and ``options`` (fields of the two option classes) replacing them."""

@@ -3,6 +3,7 @@ runner for the real fairseq command-line tools of this environment.
 
 ``tests/unit/``: in-process tests of the library (no trained model, no command; ``pytest -m "not cli"``);
 ``tests/cli/``: the real commands and trained models end to end, marked ``cli``."""
+import json
 import os
 import random
 import subprocess
@@ -194,6 +195,42 @@ def reverse_length_model(tmp_path_factory, reverse_data, reverse_model):
                "--criterion", "diffusion_length", "--finetune-from-model", reverse_model, "--lr", "1e-3",
                "--weight-decay", 0.01, "--max-update", 200, "--save-dir", save)
     return save / "checkpoint_last.pt", proc.stdout + proc.stderr
+
+
+INSTRUCT_WORDS = "der hund sieht einen ball die katze mag apfel".split()
+
+
+def instruct_pair(i: int):
+    """``(prompt, target)`` of a toy instruction row: the German words reversed."""
+    words = [INSTRUCT_WORDS[(i * 7 + k) % len(INSTRUCT_WORDS)] for k in range(3 + i % 4)]
+    return PROMPT.format(src=" ".join(words)), " ".join(reversed(words))
+
+
+def write_jsonl(path: Path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def instruct_ckpt(tmp_path_factory, spm_model):
+    """(checkpoint, data dir with dict.txt + sentencepiece.bpe.model): 4 updates of
+    ``fairseq-train --task diffusion_instruct`` on toy rows, 192 positions (an untrained model)."""
+    import shutil
+
+    import sentencepiece as spm
+
+    d = tmp_path_factory.mktemp("eval_instruct_data")
+    write_jsonl(d / "a_train.jsonl", [dict(zip(("inputs", "targets"), instruct_pair(i))) for i in range(60)])
+    shutil.copy(spm_model, d / "sentencepiece.bpe.model")
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    (d / "dict.txt").write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
+                                encoding="utf-8")
+    save = tmp_path_factory.mktemp("eval_instruct_ckpt")
+    cli("train", d, "--user-dir", USER_DIR, "--task", "diffusion_instruct", "--arch", "xlmr_diffusion_tiny",
+        "--criterion", "diffusion_lm", "--optimizer", "torch_adamw", "--lr", "1e-3", "--cpu", "--seed", 1,
+        "--batch-size", 8, "--epoch-size", 16, "--max-update", 4, "--disable-validation", "--no-epoch-checkpoints",
+        "--max-positions", 192, "--save-dir", save)
+    return save / "checkpoint_last.pt", d
 
 
 def assert_same_hypothesis(a, b, history=True):

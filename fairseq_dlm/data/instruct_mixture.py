@@ -78,9 +78,10 @@ def clean_gsm8k_answer(answer: str) -> Tuple[str, str]:
     return work, final
 
 
-def read_gsm8k(data_dir: Path) -> List[Tuple[str, str, str]]:
-    """``(question, worked solution, final answer)`` of GSM8K train, in file order."""
-    path = find_file(data_dir / "gsm8k", "train.jsonl")
+def read_gsm8k(data_dir: Path, split: str = "train") -> List[Tuple[str, str, str]]:
+    """``(question, worked solution, final answer)`` of GSM8K ``split`` (train, test), in file order;
+    a row that cannot be read is skipped with a warning naming its line."""
+    path = find_file(data_dir / "gsm8k", f"{split}.jsonl")
     problems = []
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:

@@ -46,26 +46,31 @@ def continuation_elbo(model, prompt: torch.Tensor, continuation: torch.Tensor, d
     Returns:
         the mean over draws of ``(C / l) Σ log p`` over the masked slots, and whether the
         continuation is every slot's argmax with the whole continuation masked (one-step greedy).
+
+    Draws that mask the same slots are one forward row (a one-slot continuation, e.g. a choice
+    letter, has a single pattern: its bound is exact, ``log p(y | x)``, whatever the draws).
     """
     P, C = prompt.numel(), continuation.numel()
     row = torch.cat([prompt.new_tensor([bos]), prompt, continuation, prompt.new_tensor([eos])])
-    canvases, masks = [], []
-    for l, ranks in [(C, torch.arange(C))] + list(draws):  # first row: everything masked (greedy check)
-        masked = torch.zeros(row.numel(), dtype=torch.bool)
-        masked[P + 1:P + 1 + C] = ranks < l
-        canvases.append(row.masked_fill(masked, mask))
-        masks.append(masked)
-    tokens, positions = torch.stack(canvases), torch.stack(masks)
-    prompt_mask = torch.zeros_like(positions)
+    patterns: dict = {}  # masked slots -> row of the batch
+    which = []  # for the all-masked row (greedy check) and each draw: its batch row
+    for l, ranks in [(C, torch.arange(C))] + list(draws):
+        which.append(patterns.setdefault(tuple((ranks < l).tolist()), len(patterns)))
+    masks = torch.zeros(len(patterns), row.numel(), dtype=torch.bool)
+    for slots, i in patterns.items():
+        masks[i, P + 1:P + 1 + C] = torch.tensor(slots)
+    tokens = row.unsqueeze(0).expand_as(masks).masked_fill(masks, mask)
+    prompt_mask = torch.zeros_like(masks)
     prompt_mask[:, :P + 1] = True
     device = next(model.parameters()).device
-    logits = model(tokens.to(device), positions=positions.to(device), prompt_mask=prompt_mask.to(device))
+    logits = model(tokens.to(device), positions=masks.to(device), prompt_mask=prompt_mask.to(device))
     lprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-    targets = row.unsqueeze(0).expand_as(tokens)[positions]
+    targets = row.unsqueeze(0).expand_as(masks)[masks]
     picked = lprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
-    per_row = positions.sum(dim=1).tolist()
-    chunks = picked.split(per_row)
-    greedy = bool((lprobs[:per_row[0]].argmax(dim=-1) == targets[:per_row[0]]).all())
-    bounds = [C / l * float(chunk.sum()) for chunk, (l, _) in zip(chunks[1:], draws)]
+    counts = masks.sum(dim=1).tolist()
+    sums = [float(chunk.sum()) for chunk in picked.split(counts)]
+    offsets = [0] + torch.tensor(counts).cumsum(0).tolist()
+    full = which[0]  # every slot masked
+    greedy = bool((lprobs[offsets[full]:offsets[full + 1]].argmax(dim=-1) == targets[offsets[full]:offsets[full + 1]]).all())
+    bounds = [C / l * sums[i] for i, (l, _) in zip(which[1:], draws)]
     return sum(bounds) / len(bounds), greedy
-

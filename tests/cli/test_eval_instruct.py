@@ -5,7 +5,6 @@ import importlib.util
 import json
 import re
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -13,46 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, USER_DIR, cli
+from conftest import REPO, instruct_pair as _pair, write_jsonl as _write
 
 from fairseq_dlm.evaluation import UnknownBenchmarkError, load_job
 from fairseq_dlm.metrics import EvalFileError, score_benchmark
 
 SCRIPT = REPO / "scripts" / "eval_instruct.py"
 PAPER_EVAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "paper-eval"
-WORDS = "der hund sieht einen ball die katze mag apfel".split()
-POSITIONS = 192
-
-
-def _pair(i: int):
-    words = [WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 4)]
-    return "Translate the German sentence to English. German: " + " ".join(words) + " English:", " ".join(reversed(words))
-
-
-def _write(path: Path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def instruct_ckpt(tmp_path_factory, spm_model):
-    """(checkpoint, data dir with dict.txt + sentencepiece.bpe.model): 4 updates of fairseq-train."""
-    import sentencepiece as spm
-
-    d = tmp_path_factory.mktemp("eval_instruct_data")
-    _write(d / "a_train.jsonl", [dict(zip(("inputs", "targets"), _pair(i))) for i in range(60)])
-    shutil.copy(spm_model, d / "sentencepiece.bpe.model")
-    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
-    (d / "dict.txt").write_text("".join(f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())),
-                                encoding="utf-8")
-    save = tmp_path_factory.mktemp("eval_instruct_ckpt")
-    cli("train", d, "--user-dir", USER_DIR, "--task", "diffusion_instruct", "--arch", "xlmr_diffusion_tiny",
-        "--criterion", "diffusion_lm", "--optimizer", "torch_adamw", "--lr", "1e-3", "--cpu", "--seed", 1,
-        "--batch-size", 8, "--epoch-size", 16, "--max-update", 4, "--disable-validation", "--no-epoch-checkpoints",
-        "--max-positions", POSITIONS, "--save-dir", save)
-    return save / "checkpoint_last.pt", d
-
-
 @pytest.fixture(scope="module")
 def eval_files(tmp_path_factory):
     """Paper-layout fixtures: mmlu full.jsonl + index2subject.json, bbh per-task files, mgsm, iwslt14."""

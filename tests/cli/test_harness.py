@@ -111,6 +111,8 @@ def test_bad_model_arguments_are_named(reverse_length_model):
         DiffusionHarnessLM(path=str(reverse_length_model[0]), stepz=3)
     with pytest.raises(ConfigError, match="mc_samples must be a whole number ≥ 1"):
         DiffusionHarnessLM(path=str(reverse_length_model[0]), mc_samples=0)
+    with pytest.raises(ConfigError, match="response_room must be a whole number ≥ 1"):
+        DiffusionHarnessLM(path=str(reverse_length_model[0]), response_room=0)
     with pytest.raises(ConfigError, match="path="):
         DiffusionHarnessLM()
 
@@ -126,8 +128,10 @@ def test_every_choice_of_a_question_gets_the_same_noise():
         assert rs.tolist() == rl[:4].argsort().argsort().tolist()  # the common positions in the same order
 
 
-def test_lm_eval_command_line_runs_a_local_yaml_task(reverse_length_model, reverse_data, questions, tmp_path):
-    """``python -m fairseq_dlm.harness run`` is lm-eval's CLI with the model registered."""
+def test_lm_eval_command_line_runs_a_local_yaml_task(reverse_length_model, reverse_data, questions, paper_root,
+                                                     tmp_path):
+    """``python -m fairseq_dlm.harness run`` is lm-eval's CLI with the model registered and the packaged
+    tasks on the task path next to the user's ``--include_path`` (their data folder from ``--metadata``)."""
     import os
     import re
     import subprocess
@@ -143,8 +147,144 @@ def test_lm_eval_command_line_runs_a_local_yaml_task(reverse_length_model, rever
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, "-m", "fairseq_dlm.harness", "run", "--model", "fairseq_dlm",
                            "--model_args", f"path={reverse_length_model[0]},data={reverse_data},mc_samples=4",
-                           "--tasks", "reverse_mc_cli", "--include_path", str(tmp_path / "tasks"), "--limit", "10"],
+                           "--tasks", "reverse_mc_cli,dlm_mmlu_gen", "--include_path", str(tmp_path / "tasks"),
+                           "--metadata", json.dumps({"data_root": str(paper_root)}), "--limit", "10"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = re.search(r"\|reverse_mc_cli\|.*\|acc\s*\|.\s*\|\s*([\d.]+)\|", proc.stdout)
     assert row and float(row.group(1)) >= 0.9, proc.stdout[-2000:]
+    assert re.search(r"\|dlm_mmlu_gen\s*\|.*\|acc\s*\|", proc.stdout), proc.stdout[-2000:]
+
+
+# ------------------------------------------------------------------ the offline tasks (tasks/*.yaml)
+@pytest.fixture(scope="module")
+def paper_root(tmp_path_factory):
+    """A data folder in the shared layout: paper-eval/mmlu, one BBH task (one row without an answer,
+    as the real files have), gsm8k/."""
+    from conftest import instruct_pair, write_jsonl
+
+    root = tmp_path_factory.mktemp("data")
+    mmlu = root / "paper-eval" / "mmlu" / "0-shot" / "val"
+    # the last row is longer than the model's 192 positions: cut from the left by both evaluators
+    write_jsonl(mmlu / "full.jsonl", [{"inputs": instruct_pair(i)[0] * (1 if i < 6 else 40) +
+                                       " (A) yes (B) no (C) maybe (D) never A:", "targets": "ABCD"[i % 4]}
+                                      for i in range(7)])
+    (mmlu / "index2subject.json").write_text(json.dumps(["anatomy"] * 3 + ["virology"] * 4))
+    write_jsonl(root / "paper-eval" / "bbh-nlp" / "0-shot" / "validation" / "snarks.jsonl",
+                [{"inputs": f" Q: {instruct_pair(i)[0]}\nA: (A) (a) (B) (b) A:", "targets": "AB"[i % 2] if i else ""}
+                 for i in range(4)])
+    for split, n in (("test", 4), ("train", 3)):
+        write_jsonl(root / "gsm8k" / f"{split}.jsonl", [
+            {"question": f"{instruct_pair(i)[1]}: how many words are there?",
+             "answer": f"Count them: <<1+1=2>>.\n#### {len(instruct_pair(i)[1].split())}"} for i in range(n)])
+    return root
+
+
+def _offline(lm, tasks, root, tmp_path, monkeypatch):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from fairseq_dlm.harness.tasks import TASKS_DIR
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)})
+    return lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, log_samples=True)
+
+
+def test_generation_agrees_with_eval_instruct_on_the_same_rows(instruct_ckpt, paper_root, tmp_path, monkeypatch):
+    """The packaged generation tasks answer row for row what scripts/eval_instruct.py answers with
+    the same settings (S=2, a fixed canvas of 2 slots; batch sizes 4 vs 3), and score it alike."""
+    from test_eval_instruct import eval_main
+
+    from fairseq_dlm.harness.model import DiffusionHarnessLM
+    from fairseq_dlm.metrics import score_benchmark
+
+    ckpt, data = instruct_ckpt
+    lm = DiffusionHarnessLM(path=str(ckpt), data=str(data), steps=2, length=2, batch_size=4)
+    out = _offline(lm, ["dlm_mmlu_gen", "dlm_bbh_gen_snarks", "dlm_gsm8k"], paper_root, tmp_path, monkeypatch)
+    files = {"dlm_mmlu_gen": ("mmlu/0-shot/val/full.jsonl", "mmlu.full.0-shot.fixed2"),
+             "dlm_bbh_gen_snarks": ("bbh-nlp/0-shot/validation/snarks.jsonl", "bbh-nlp.snarks.0-shot.fixed2")}
+    report_dir = tmp_path / "eval_instruct"
+    eval_main("--ckpt", ckpt, "--data-dir", data, "--files", *(paper_root / "paper-eval" / f for f, _ in files.values()),
+              "--max-iter", 2, "--fixed-canvas-length", 2, "--batch-size", 3, "--output-dir", report_dir, "--cpu",
+              "--no-progress")
+    for task, (_, name) in files.items():
+        report = json.loads((report_dir / f"{name}.json").read_text())
+        theirs = [p["hypothesis"] for p in sorted(report["predictions"], key=lambda p: p["id"]) if p["target"]]
+        ours = [s["resps"][0][0] for s in sorted(out["samples"][task], key=lambda s: s["doc_id"])]
+        assert ours == theirs  # the unanswered BBH row: left out by both
+        assert report["prompts_cut"] == (task == "dlm_mmlu_gen")  # the long row, cut alike
+        assert out["results"][task]["acc,none"] * 100 == pytest.approx(report["score"]["value"], abs=0.006)
+    gsm = sorted(out["samples"]["dlm_gsm8k"], key=lambda s: s["doc_id"])
+    prompts = [f"Question: {s['doc']['question']} Step-by-Step Answer:" for s in gsm]
+    answers = lm.lm.generate(prompts, steps=2, oracle_lengths=[2] * len(prompts), seed=1)
+    assert [s["resps"][0][0] for s in gsm] == [a.split("Question:")[0] for a in answers]
+    expected = score_benchmark("mgsm", answers, [s["doc"]["final"] for s in gsm]).value
+    assert out["results"]["dlm_gsm8k"]["acc,none"] * 100 == pytest.approx(expected, abs=0.006)
+
+
+def test_likelihood_tasks_score_every_option(instruct_ckpt, paper_root, tmp_path, monkeypatch, caplog):
+    """MMLU / BBH by likelihood: one bound per option letter of the row's own prompt, accuracy =
+    the argmax's; rows without an answer are left out with a warning naming the file."""
+    import math
+
+    from fairseq_dlm.harness.model import DiffusionHarnessLM
+
+    ckpt, data = instruct_ckpt
+    lm = DiffusionHarnessLM(path=str(ckpt), data=str(data), mc_samples=2)
+    with caplog.at_level("WARNING", logger="fairseq_dlm"):
+        out = _offline(lm, ["dlm_mmlu", "dlm_bbh_snarks"], paper_root, tmp_path, monkeypatch)
+    assert any("snarks.jsonl: 1 of 4 rows have no answer" in r.getMessage() for r in caplog.records)
+    assert any("4 of 34 contexts cut from the left" in r.getMessage() for r in caplog.records)  # the long row
+    for task, options, rows in (("dlm_mmlu", ["A", "B", "C", "D"], 7), ("dlm_bbh_snarks", ["A", "B"], 3)):
+        samples = out["samples"][task]
+        assert len(samples) == rows
+        right = 0
+        for s in samples:
+            assert s["doc"]["choices"] == options
+            scores = [r[0][0] for r in s["resps"]]
+            assert len(scores) == len(options) and all(math.isfinite(x) and x < 0 for x in scores)
+            right += max(range(len(scores)), key=scores.__getitem__) == s["doc"]["label"]
+        assert out["results"][task]["acc,none"] == pytest.approx(right / rows)
+
+
+def test_offline_tasks_name_a_missing_data_folder_and_bad_shots(tmp_path):
+    from fairseq_dlm.errors import MissingFileError
+    from fairseq_dlm.harness import offline
+
+    with pytest.raises(MissingFileError, match="data_root.*FAIRSEQ_DLM_DATA"):
+        offline.mmlu(data_root=str(tmp_path / "nowhere"))
+    with pytest.raises(MissingFileError, match="shots=5"):
+        offline.bbh("snarks", shots=5, data_root=str(tmp_path))
+
+
+def test_offline_tasks_read_the_real_files(tmp_path, monkeypatch):
+    """The packaged configs on ../shared/data: every row eval_instruct.py reads, with its options."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from fairseq_dlm.evaluation import load_job
+    from fairseq_dlm.harness.offline import find_data_root
+    from fairseq_dlm.harness.tasks import TASKS_DIR
+
+    try:
+        root = find_data_root()
+    except FileNotFoundError:
+        pytest.skip("no ../shared/data")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    tasks = get_task_dict(["dlm_mmlu", "dlm_bbh_gen", "dlm_gsm8k"], TaskManager(include_path=str(TASKS_DIR),
+                                                                                 include_defaults=False))
+    flat = {name: task for key, value in tasks.items() for name, task in
+            (value.items() if isinstance(value, dict) else [(key, value)])}
+    mmlu = list(flat["dlm_mmlu"].eval_docs)
+    rows = load_job(str(root / "paper-eval/mmlu/0-shot/val/full.jsonl")).data
+    assert [d["inputs"] for d in mmlu] == [ex.inputs for ex in rows.examples] and len(mmlu) == 1531
+    assert {tuple(d["choices"]) for d in mmlu} == {("A", "B", "C", "D")}
+    assert [d["choices"][d["label"]] for d in mmlu] == rows.targets
+    bbh = {name: list(t.eval_docs) for name, t in flat.items() if name.startswith("dlm_bbh_gen_")}
+    assert len(bbh) == 12 and sum(map(len, bbh.values())) == 14052 - 121  # 121 rows have no answer
+    colored = bbh["dlm_bbh_gen_reasoning_about_colored_objects"]
+    assert colored[0]["choices"] == list("ABCDEFGHI") and len(colored) == 400 - 121
+    gsm = flat["dlm_gsm8k"]
+    assert len(list(gsm.eval_docs)) == 1319 and len(list(gsm.fewshot_docs())) == 7473
+    first = list(gsm.eval_docs)[0]
+    assert gsm.doc_to_text(first).startswith("Question: Janet") and first["final"] == "18"
