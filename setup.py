@@ -22,5 +22,5 @@ setup(
         "uvicorn>=0.30",
     ],
     extras_require={"fsdp": ["fairscale==0.4.13"], "test": ["pytest", "pytest-timeout", "selenium>=4.20"], "benchmarks": ["matplotlib"],
-                    "harness": ["lm-eval>=0.4.9,<0.5"]},
+                    "harness": ["lm-eval>=0.4.9,<0.5"], "lora": ["peft>=0.17"]},
 )

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="read a checkpoint that holds objects beyond what fairseq checkpoints hold (unpickling it "
                    "can run code: only files from a source you trust)")
+    p.add_argument("--merge-lora", action="store_true",
+                   help="fold the checkpoint's LoRA adapters into the exported weights (needed for a LoRA checkpoint)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p
 
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
     safe_load.set_trusted(args.trust_checkpoint)
     try:
         r = export_checkpoint(args.checkpoint, args.out, data=args.data, spm_model=args.spm_model,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, merge_lora=args.merge_lora)
     except (FileNotFoundError, ValueError, safe_load.UntrustedCheckpointError) as e:
         print(f"export_hf.py: error: {e}", file=sys.stderr)
         return 2

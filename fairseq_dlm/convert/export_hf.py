@@ -3,7 +3,9 @@
 ::
 
     OUT/
-      config.json, model.safetensors   the backbone: AutoModelForMaskedLM.from_pretrained(OUT), no missing key
+      config.json, model.safetensors   the backbone: AutoModelForMaskedLM.from_pretrained(OUT) (a decoder-only
+                                       backbone: AutoModelForCausalLM, config is_causal false), no missing key;
+                                       LoRA adapters folded in (--merge-lora)
       tokenizer.json, tokenizer_config.json
                                        AutoTokenizer.from_pretrained(OUT): token id i = dictionary index i
       sentencepiece.bpe.model          the SentencePiece model the data was encoded with (when known)
@@ -47,6 +49,8 @@ from ..data.dictionary import MASK, SPECIALS, dictionary_lines
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
+from ..models.lora import has_lora
+from ..models.lora import merge_lora as fold_lora
 from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 
 logger = logging.getLogger(__name__)
@@ -91,7 +95,13 @@ def read_plugin_checkpoint(path: str) -> Tuple[str, dict]:
         raise ExportError(f"{ckpt} is not a fairseq checkpoint (no cfg/model entries); pass a checkpoint_*.pt "
                           "written by fairseq-train or scripts/convert_checkpoint.py")
     model_cfg = cfg.get("model") or {}
-    if not str(model_cfg.get("_name", "")).startswith("xlmr_diffusion") or not model_cfg.get("backbone_state"):
+    from fairseq.models import ARCH_MODEL_NAME_REGISTRY
+
+    from .. import register
+
+    register()  # the plugin's architectures
+    name = str(model_cfg.get("_name", ""))
+    if ARCH_MODEL_NAME_REGISTRY.get(name, name) != "xlmr_diffusion" or not model_cfg.get("backbone_state"):
         raise ExportError(f"{ckpt} is a checkpoint of {model_cfg.get('_name')!r}, not of this plugin's "
                           "xlmr_diffusion model (or one written before backbone_state was saved); only "
                           "xlmr_diffusion_* checkpoints export to HuggingFace")
@@ -283,7 +293,7 @@ def check_saved_weights(out_dir: str, hf_model) -> None:
 
 
 def diffusion_config(cfg: dict, task, ckpt: str, state: dict, *, vocabulary: str, tokenizer: str,
-                     spm_model: Optional[str], length_sizes: Optional[dict], hf_config) -> dict:
+                     spm_model: Optional[str], length_sizes: Optional[dict], hf_config, max_positions: int) -> dict:
     """What ``diffusion_config.json`` holds (see the module docstring)."""
     task_cfg, gen = cfg.get("task") or {}, cfg.get("generation") or {}
     history = state.get("optimizer_history") or [{}]
@@ -298,6 +308,8 @@ def diffusion_config(cfg: dict, task, ckpt: str, state: dict, *, vocabulary: str
         "tie_word_embeddings": bool(hf_config.tie_word_embeddings),
         "tokenizer": tokenizer, "sentencepiece_model": os.path.abspath(spm_model) if spm_model else None,
         "source_checkpoint": os.path.abspath(ckpt), "num_updates": history[-1].get("num_updates", 0),
+        "max_positions": max_positions,
+        "attention_strategy": (cfg.get("model") or {}).get("attention_strategy") or "full",
     }
     if out["task"] == "diffusion_lm":
         out["source_lang"], out["target_lang"] = task.cfg.source_lang, task.cfg.target_lang
@@ -305,9 +317,10 @@ def diffusion_config(cfg: dict, task, ckpt: str, state: dict, *, vocabulary: str
 
 
 def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, spm_model: Optional[str] = None,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False, merge_lora: bool = False) -> dict:
     """Export the checkpoint ``path`` (a file or a folder) to the HF directory ``out_dir``; returns
-    the content of its ``diffusion_config.json``."""
+    the content of its ``diffusion_config.json``.  A checkpoint with LoRA adapters is exported with
+    them folded into the weights (``merge_lora``), a plain HF model."""
     refuse_existing(out_dir, overwrite, "export")
     ckpt, state = read_plugin_checkpoint(path)
     cfg = state["cfg"]
@@ -325,11 +338,16 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
     spm = find_spm(cfg, task, data, spm_model)
     symbols = list(task.dictionary.symbols)
     hf = model.hf
-    tied = hf.lm_head.decoder.weight is hf.base_model.embeddings.word_embeddings.weight
+    if has_lora(hf):
+        if not merge_lora:
+            raise ExportError(f"{ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights")
+        logger.info("%d LoRA layers merged into their base weights", fold_lora(hf))
+    tied = hf.get_output_embeddings().weight is hf.get_input_embeddings().weight
     tokenizer, kind = make_tokenizer(symbols, spm, ckpt, data)
     vocabulary = vocabulary_kind(symbols, spm, tied)
     with staged_dir(out_dir, owned=EXPORT_FILES) as stage:
-        separate_untied_bias(hf)
+        if not model.decoder_only:
+            separate_untied_bias(hf)
         hf.save_pretrained(stage)
         check_saved_weights(stage, hf)
         save_tokenizer(tokenizer, stage, model.max_positions(), xlmr=spm is not None)
@@ -341,7 +359,7 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
         if model.length_head is not None:
             sizes = save_length_head(model.length_head, os.path.join(stage, LENGTH_HEAD_FILE))
         report = diffusion_config(cfg, task, ckpt, state, vocabulary=vocabulary, tokenizer=kind, spm_model=spm,
-                                  length_sizes=sizes, hf_config=hf.config)
+                                  length_sizes=sizes, hf_config=hf.config, max_positions=model.max_positions())
         with open(os.path.join(stage, DIFFUSION_CONFIG), "w", encoding="utf-8") as f:
             f.write(json.dumps(report, indent=2) + "\n")
     logger.info("exported %s → %s (%s, %d layers × %d, %s vocabulary of %d, %s tokenizer, %s length head)", ckpt,

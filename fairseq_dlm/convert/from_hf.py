@@ -68,10 +68,14 @@ def read_export(src: str) -> dict:
 
 
 def read_backbone(src: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
-    """``(HF config as a dict, plugin state dict hf.*)`` via ``AutoModelForMaskedLM`` (no key may be missing)."""
-    from transformers import AutoModelForMaskedLM
+    """``(HF config as a dict, plugin state dict hf.*)`` via ``AutoModelForMaskedLM`` (a decoder-only backbone:
+    ``AutoModelForCausalLM``); no key may be missing."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    hf, info = AutoModelForMaskedLM.from_pretrained(src, output_loading_info=True, dtype=torch.float32)
+    from ..models.decoder_backbone import is_decoder_type
+
+    auto = AutoModelForCausalLM if is_decoder_type(AutoConfig.from_pretrained(src).model_type) else AutoModelForMaskedLM
+    hf, info = auto.from_pretrained(src, output_loading_info=True, dtype=torch.float32)
     bad = [f"{name} {sorted(info[name])[:4]}" for name in ("missing_keys", "unexpected_keys", "mismatched_keys")
            if info.get(name)]
     if bad:
@@ -113,6 +117,9 @@ def restore_settings(cfg: dict, meta: dict, hf_config: dict) -> dict:
     for key, option in DECODING_KEYS.items():
         if decoding.get(key) is not None:
             (gen if option in GENERATION_FLAGS else task)[flag(option)] = decoding[key]
+    for key in ("max_positions", "attention_strategy"):
+        if meta.get(key) is not None:
+            model[key] = meta[key]
     model["dropout"] = hf_config.get("hidden_dropout_prob", model["dropout"])
     model["attention_dropout"] = hf_config.get("attention_probs_dropout_prob", model["attention_dropout"])
     return cfg

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MissingFileError
+from .decoder_backbone import is_decoder_type
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,8 @@ def set_vocabulary(hf_model, embed: torch.Tensor, dec_weight: torch.Tensor, dec_
     hf_model.config.tie_word_embeddings = tie
 
 
-def load_pretrained(pretrained: str, symbols, cfg):
-    """``(hf_model, tie)`` from a local HF directory, vocabulary gathered to ``symbols``."""
+def check_pretrained_dir(pretrained: str) -> None:
+    """``--pretrained`` names a local HF model directory (else a MissingFileError saying what it lacks)."""
     if not os.path.isdir(pretrained):
         raise MissingFileError(
             f"--pretrained {pretrained!r} is not a directory; pass a local HuggingFace model directory "
@@ -98,6 +99,11 @@ def load_pretrained(pretrained: str, symbols, cfg):
         )
     if not os.path.isfile(os.path.join(pretrained, "config.json")):
         raise MissingFileError(f"--pretrained {pretrained!r} has no config.json; it is not a HuggingFace model directory")
+
+
+def load_pretrained(pretrained: str, symbols, cfg):
+    """The ``*ForMaskedLM`` of a local HF directory, vocabulary gathered to ``symbols``."""
+    check_pretrained_dir(pretrained)
     tf = _hf()
     vocab = load_backbone_vocab(pretrained)
     config = apply_runtime_options(tf.AutoConfig.from_pretrained(pretrained), cfg)
@@ -132,8 +138,11 @@ def load_pretrained(pretrained: str, symbols, cfg):
 
 
 def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
-    """The ``*ForMaskedLM`` for the task dictionary ``symbols`` (see the module docstring)."""
+    """The ``*ForMaskedLM`` (or decoder-only ``*ForCausalLM``, :mod:`.decoder_backbone`) for the task
+    dictionary ``symbols`` (see the module docstring)."""
     tf = _hf()
+    if is_decoder_type(_backbone_type(cfg, saved_config)):
+        return _build_decoder(cfg, symbols, pad, saved_config)
     if saved_config is not None:
         cls = tf.XLMRobertaXLConfig if saved_config.get("model_type") == "xlm-roberta-xl" else tf.XLMRobertaConfig
         config = apply_runtime_options(cls.from_dict(saved_config), cfg)
@@ -148,6 +157,40 @@ def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
     config = apply_runtime_options(config_from_preset(cfg, len(symbols), pad), cfg)
     hf_model = model_from_config(config)
     set_vocabulary(hf_model, *_vocab_params(hf_model), tie=True)
+    return hf_model
+
+
+def _backbone_type(cfg, saved_config: Optional[dict]) -> str:
+    """The HF ``model_type`` to build: the checkpoint's, ``--pretrained``'s, else the arch preset's."""
+    if saved_config is not None:
+        return str(saved_config.get("model_type"))
+    if cfg.pretrained and os.path.isfile(os.path.join(cfg.pretrained, "config.json")):
+        import json
+
+        with open(os.path.join(cfg.pretrained, "config.json"), encoding="utf-8") as f:
+            return str(json.load(f).get("model_type"))
+    return str(cfg.backbone)
+
+
+def _build_decoder(cfg, symbols, pad: int, saved_config: Optional[dict]):
+    from . import decoder_backbone as dec
+
+    if saved_config is not None:
+        config = dec.apply_runtime_options(_hf().AutoConfig.for_model(**saved_config), cfg)
+        if config.vocab_size != len(symbols):
+            return None  # the caller reports the dictionary mismatch
+        hf_model = dec.model_from_config(config)
+        emb = hf_model.get_input_embeddings().weight
+        dec.set_vocabulary(hf_model, emb, hf_model.get_output_embeddings().weight, bool(config.tie_word_embeddings))
+        return hf_model
+    if cfg.pretrained:
+        check_pretrained_dir(cfg.pretrained)
+        hf_model = dec.load_pretrained(cfg.pretrained, symbols, cfg, load_backbone_vocab(cfg.pretrained), pad)
+        return dec.truncate_layers(hf_model, cfg.backbone_layers)
+    config = dec.apply_runtime_options(dec.config_from_preset(cfg, len(symbols), pad), cfg)
+    hf_model = dec.model_from_config(config)
+    emb = hf_model.get_input_embeddings().weight
+    dec.set_vocabulary(hf_model, emb, emb, tie=True)
     return hf_model
 
 

@@ -24,7 +24,8 @@ def load_backbone_vocab(pretrained_dir: str) -> Dict[str, int]:
 
     Reads ``tokenizer.json`` (exact ids) when present, else ``sentencepiece.bpe.model`` with
     XLM-R's fairseq convention (``<s>``=0 ``<pad>``=1 ``</s>``=2 ``<unk>``=3, SentencePiece
-    piece ``i ≥ 3`` → ``i + 1``, ``<mask>`` last).
+    piece ``i ≥ 3`` → ``i + 1``, ``<mask>`` last), else ``tokenizer.model`` (LLaMA's SentencePiece
+    model: piece ``i`` → id ``i``).
     """
     tok_json = os.path.join(pretrained_dir, "tokenizer.json")
     spm_path = os.path.join(pretrained_dir, "sentencepiece.bpe.model")
@@ -48,9 +49,15 @@ def load_backbone_vocab(pretrained_dir: str) -> Dict[str, int]:
             mapping.setdefault(sp.id_to_piece(i), i + 1)
         mapping["<mask>"] = sp.get_piece_size() + 1
         return mapping
+    llama_spm = os.path.join(pretrained_dir, "tokenizer.model")
+    if os.path.isfile(llama_spm):
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=llama_spm)
+        return {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
     raise MissingFileError(
-        f"cannot map the dictionary onto the backbone vocabulary: {pretrained_dir} has neither "
-        "tokenizer.json nor sentencepiece.bpe.model; copy the tokenizer files of the checkpoint "
+        f"cannot map the dictionary onto the backbone vocabulary: {pretrained_dir} has none of "
+        "tokenizer.json, sentencepiece.bpe.model, tokenizer.model; copy the tokenizer files of the checkpoint "
         "into that directory"
     )
 

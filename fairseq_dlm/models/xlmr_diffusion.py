@@ -1,4 +1,6 @@
-"""``xlmr_diffusion``: a pretrained XLM-R masked LM used as an encoder-only diffusion LM (SPEC §3).
+"""``xlmr_diffusion``: a pretrained XLM-R masked LM used as an encoder-only diffusion LM (SPEC §3),
+or a decoder-only LM (LLaMA, Qwen2, Mistral: ``--backbone llama|qwen2|mistral`` or a ``--pretrained``
+directory of one) run with bidirectional attention (:mod:`.decoder_backbone`).
 
 There is no timestep input and no new parameter: the network sees the partially masked
 sequence ``[<s>, prompt…, response (some <mask>)…, </s>]`` with full bidirectional attention
@@ -17,7 +19,9 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 
 from ..errors import ConfigError
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
+from .decoder_backbone import DECODER_TYPES, is_decoder_type
 from .length_head import LengthHead
+from .lora import LORA_BIAS, add_lora
 from .prompt_cache import (
     ATTENTION_STRATEGIES, PromptKV, RecordKV, additive_mask, position_ids, prefix_lm_allowed, response_rows,
 )
@@ -25,7 +29,7 @@ from .vocab import check_dictionary, dictionary_fingerprint
 
 logger = logging.getLogger(__name__)
 
-BACKBONE_CHOICES = ChoiceEnum(["xlmr", "xlmr_xl"])
+BACKBONE_CHOICES = ChoiceEnum(["xlmr", "xlmr_xl", *DECODER_TYPES])
 
 
 @dataclass
@@ -47,14 +51,17 @@ class XLMRDiffusionConfig(FairseqDataclass):
         },
     )
     backbone: BACKBONE_CHOICES = field(
-        default="xlmr", metadata={"help": "HF model class: xlmr (post-LN, base/large) or xlmr_xl (pre-LN, XL/XXL)"}
+        default="xlmr", metadata={"help": "HF model class when built without --pretrained: xlmr (post-LN, base/large), "
+                                  "xlmr_xl (pre-LN, XL/XXL), or a decoder-only family run bidirectionally: "
+                                  "llama, qwen2, mistral (with --pretrained, the directory's config decides)"}
     )
     encoder_layers: int = field(default=12, metadata={"help": "number of transformer layers (random init)"})
     encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size (random init)"})
     encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (random init)"})
     encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward size (random init)"})
     max_positions: int = field(
-        default=512, metadata={"help": "tokens per sequence incl. <s> and </s> (random init; XLM-R: 512)"}
+        default=512, metadata={"help": "tokens per sequence incl. <s> and </s> (random init; XLM-R: 512; a decoder-only "
+                                       "--pretrained backbone: at most this many, and as many length classes)"}
     )
     dropout: float = field(default=0.1, metadata={"help": "hidden dropout"})
     attention_dropout: float = field(default=0.1, metadata={"help": "attention-probability dropout"})
@@ -83,6 +90,22 @@ class XLMRDiffusionConfig(FairseqDataclass):
     attn_implementation: ChoiceEnum(["sdpa", "eager"]) = field(
         default="sdpa", metadata={"help": "HF attention implementation"}
     )
+    lora: bool = field(
+        default=False,
+        metadata={"help": "train LoRA adapters (peft) on the backbone instead of its weights, which stay "
+                          "bit-identical (the official --lora); the length head trains as configured"},
+    )
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank r (the official default: 16)"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha (updates scaled by alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA branch's input"})
+    lora_target_modules: str = field(
+        default="",
+        metadata={"help": "comma-separated names of the linear layers to adapt (default: query,value for "
+                          "XLM-R, as the official code; q_proj,v_proj for LLaMA/Qwen2/Mistral)"},
+    )
+    lora_bias: ChoiceEnum(list(LORA_BIAS)) = field(
+        default="none", metadata={"help": "which biases train with the adapters: none, all, lora_only (peft's)"}
+    )
     backbone_state: Optional[str] = field(
         default=None,
         metadata={
@@ -105,11 +128,14 @@ class XLMRDiffusionModel(BaseFairseqModel):
         self.hf = hf_model
         self.pad = dictionary.pad()
         self._symbols = list(dictionary.symbols)
+        if getattr(cfg, "lora", False):
+            add_lora(hf_model, cfg)
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
         # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
         # each layer becomes its own FSDP unit; elsewhere fsdp_wrap returns the layer unchanged
-        layers = hf_model.base_model.encoder.layer
+        self.decoder_only = is_decoder_type(hf_model.config.model_type)
+        layers = hf_model.model.layers if self.decoder_only else hf_model.base_model.encoder.layer
         for i in range(len(layers)):
             layers[i] = fsdp_wrap(layers[i])
         self.length_head = None
@@ -117,8 +143,9 @@ class XLMRDiffusionModel(BaseFairseqModel):
             c = hf_model.config
             # its own FSDP unit: under --freeze-backbone fairscale needs every parameter of a unit to agree on
             # requires_grad, and the root unit holds the frozen embeddings (outside FSDP: the module itself)
+            classes = self.max_positions() if self.decoder_only else c.max_position_embeddings
             self.length_head = fsdp_wrap(LengthHead(
-                c.hidden_size, c.num_attention_heads, c.intermediate_size, c.max_position_embeddings, cfg.dropout
+                c.hidden_size, c.num_attention_heads, c.intermediate_size, classes, cfg.dropout
             ))
         if cfg.freeze_backbone:
             if self.length_head is None:
@@ -188,6 +215,14 @@ class XLMRDiffusionModel(BaseFairseqModel):
             for k in extra_head:
                 del state_dict[k]
 
+        renamed = [k for k in own if ".base_layer." in k and k not in state_dict
+                   and k.replace(".base_layer.", ".") in state_dict]
+        for k in renamed:  # a checkpoint without LoRA into a model with it: the base layers' weights
+            state_dict[k] = state_dict.pop(k.replace(".base_layer.", "."))
+        fresh = [k for k in own if ".lora_" in k and k not in state_dict]
+        if fresh:
+            logger.info("checkpoint has no LoRA adapters: starting them fresh (%d tensors)", len(fresh))
+            state_dict.update({k: own[k] for k in fresh})
         self._check_tying(state_dict)
         diff = [
             f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -208,12 +243,12 @@ class XLMRDiffusionModel(BaseFairseqModel):
 
     def _check_tying(self, state_dict) -> None:
         """A tied model keeps one of two different checkpoint tensors: refuse instead of losing the other."""
-        embed = self.hf.base_model.embeddings.word_embeddings.weight
-        if self.hf.lm_head.decoder.weight is not embed:
+        embed = self.hf.get_input_embeddings().weight
+        if self.hf.get_output_embeddings().weight is not embed:
             return
-        prefix = f"hf.{self.hf.base_model_prefix}."
-        emb_key, dec_key = prefix + "embeddings.word_embeddings.weight", "hf.lm_head.decoder.weight"
-        if emb_key in state_dict and dec_key in state_dict and not torch.equal(state_dict[emb_key], state_dict[dec_key]):
+        keys = [f"hf.{n}" for n, p in self.hf.named_parameters(remove_duplicate=False) if p is embed]
+        saved = [state_dict[k] for k in keys if k in state_dict]
+        if any(not torch.equal(saved[0], other) for other in saved[1:]):
             raise ConfigError(
                 "the checkpoint's LM head is untied from its word embeddings (a pruned dictionary), but this model "
                 "ties them, so loading would overwrite one with the other. Build the model from the checkpoint "
@@ -221,8 +256,10 @@ class XLMRDiffusionModel(BaseFairseqModel):
             )
 
     def max_positions(self):
-        """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``)."""
-        return self.hf.config.max_position_embeddings - self.pad - 1
+        """Tokens per sequence, ``<s>`` and ``</s>`` included (positions start at ``pad+1``; a decoder-only
+        backbone: also at most ``--max-positions``, its rotary positions being unbounded)."""
+        room = self.hf.config.max_position_embeddings - self.pad - 1
+        return min(room, self.cfg.max_positions) if self.decoder_only else room
 
     @property
     def prefix_lm(self) -> bool:
@@ -242,13 +279,16 @@ class XLMRDiffusionModel(BaseFairseqModel):
         """The dtype of the attention scores an additive mask is added to (autocast's, else the weights')."""
         if torch.is_autocast_enabled(tokens.device.type):
             return torch.get_autocast_dtype(tokens.device.type)
-        return self.hf.base_model.embeddings.word_embeddings.weight.dtype
+        return self.hf.get_input_embeddings().weight.dtype
 
     def _attention(self, tokens: torch.Tensor, prompt_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """``[B, L]`` key-padding mask (full attention), or the ``[B, 1, L, L]`` prefix-LM mask."""
+        """``[B, L]`` key-padding mask (full attention), or the ``[B, 1, L, L]`` prefix-LM mask (always 4-D
+        for a decoder-only backbone: HF applies a 4-D mask as given, adding no causal mask)."""
         valid = tokens.ne(self.pad)
         if not self.prefix_lm:
-            return valid.long()
+            if not self.decoder_only:
+                return valid.long()
+            return additive_mask(valid.unsqueeze(1).expand(-1, tokens.size(1), -1), self._mask_dtype(tokens))
         if prompt_mask is None:
             raise ValueError("a prefix_lm model needs the prompt mask of its input (which tokens are the prompt)")
         return additive_mask(prefix_lm_allowed(valid, prompt_mask), self._mask_dtype(tokens))
@@ -262,7 +302,8 @@ class XLMRDiffusionModel(BaseFairseqModel):
         return out.last_hidden_state
 
     def output_layer(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM head (dense → GELU → LayerNorm → decoder + bias): ``[..., H]`` → ``[..., V]``."""
+        """LM head (XLM-R: dense → GELU → LayerNorm → decoder + bias; decoder-only: one linear map):
+        ``[..., H]`` → ``[..., V]``."""
         return self.hf.lm_head(hidden)
 
     def predict_length(self, prompt: torch.Tensor, hidden: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -331,48 +372,41 @@ def attention_strategy(cfg) -> str:
     return str(getattr(cfg, "attention_strategy", None) or "full")
 
 
+# --arch presets: (layers, hidden, heads, FFN, HF model family), description
+ARCH_PRESETS = {
+    "xlmr_diffusion_base": ((12, 768, 12, 3072, "xlmr"), "XLM-R BASE (``xlm-roberta-base``)"),
+    "xlmr_diffusion_tiny": ((2, 64, 4, 128, "xlmr"), "a 2-layer XLM-R for tests"),
+    "xlmr_diffusion_large": ((24, 1024, 16, 4096, "xlmr"), "XLM-R LARGE (``xlm-roberta-large``)"),
+    "xlmr_diffusion_xl": ((36, 2560, 32, 10240, "xlmr_xl"), "XLM-R XL, pre-LN (``facebook/xlm-roberta-xl``)"),
+    "xlmr_diffusion_xxl": ((48, 4096, 32, 16384, "xlmr_xl"), "XLM-R XXL, pre-LN (``facebook/xlm-roberta-xxl``)"),
+    "llama_diffusion_tiny": ((2, 64, 4, 128, "llama"), "a 2-layer LLaMA-family decoder (RMSNorm, SwiGLU, rotary "
+                                                      "positions) run bidirectionally, for tests"),
+    "qwen2_diffusion_tiny": ((2, 64, 4, 128, "qwen2"), "a 2-layer Qwen2-family decoder (q/k/v biases), for tests"),
+    "decoder_diffusion": ((2, 64, 4, 128, "llama"), "any decoder-only HF LM given by --pretrained DIR (its config "
+                                                    "sets the sizes), run bidirectionally"),
+}
+
+
 def _set(args, name, value):
     # argparse leaves unset model flags as None (fairseq deletes dataclass defaults so presets apply)
     if getattr(args, name, None) is None:
         setattr(args, name, value)
 
 
-def _preset(args, layers, dim, heads, ffn, backbone="xlmr"):
-    _set(args, "encoder_layers", layers)
-    _set(args, "encoder_embed_dim", dim)
-    _set(args, "encoder_attention_heads", heads)
-    _set(args, "encoder_ffn_embed_dim", ffn)
-    _set(args, "backbone", backbone)
-    _set(args, "max_positions", 512)
-    _set(args, "dropout", 0.1)
-    _set(args, "attention_dropout", 0.1)
+def _preset_function(name: str, sizes: tuple, about: str):
+    layers, dim, heads, ffn, backbone = sizes
+
+    def preset(args):
+        for flag_name, value in (("encoder_layers", layers), ("encoder_embed_dim", dim),
+                                 ("encoder_attention_heads", heads), ("encoder_ffn_embed_dim", ffn),
+                                 ("backbone", backbone), ("max_positions", 512), ("dropout", 0.1),
+                                 ("attention_dropout", 0.1)):
+            _set(args, flag_name, value)
+
+    preset.__name__ = name
+    preset.__doc__ = f"{about}: {layers} layers × {dim}, {heads} heads, FFN {ffn}."
+    return preset
 
 
-@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_base")
-def xlmr_diffusion_base(args):
-    """XLM-R BASE: 12 layers × 768, 12 heads, FFN 3072 (``xlm-roberta-base``)."""
-    _preset(args, 12, 768, 12, 3072)
-
-
-@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_tiny")
-def xlmr_diffusion_tiny(args):
-    """2 layers × 64, 4 heads, FFN 128: for tests."""
-    _preset(args, 2, 64, 4, 128)
-
-
-@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_large")
-def xlmr_diffusion_large(args):
-    """XLM-R LARGE: 24 layers × 1024, 16 heads, FFN 4096 (``xlm-roberta-large``)."""
-    _preset(args, 24, 1024, 16, 4096)
-
-
-@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_xl")
-def xlmr_diffusion_xl(args):
-    """XLM-R XL: 36 layers × 2560, 32 heads, FFN 10240, pre-LN (``facebook/xlm-roberta-xl``)."""
-    _preset(args, 36, 2560, 32, 10240, backbone="xlmr_xl")
-
-
-@register_model_architecture("xlmr_diffusion", "xlmr_diffusion_xxl")
-def xlmr_diffusion_xxl(args):
-    """XLM-R XXL: 48 layers × 4096, 32 heads, FFN 16384, pre-LN (``facebook/xlm-roberta-xxl``)."""
-    _preset(args, 48, 4096, 32, 16384, backbone="xlmr_xl")
+for _name, (_sizes, _about) in ARCH_PRESETS.items():
+    register_model_architecture("xlmr_diffusion", _name)(_preset_function(_name, _sizes, _about))

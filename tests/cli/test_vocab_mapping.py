@@ -73,7 +73,7 @@ def test_missing_pretrained_dir_is_a_clear_error(tmp_path):
         load_pretrained(cfg.pretrained, ["<s>"], cfg)
     (tmp_path / "cfgonly").mkdir()
     (tmp_path / "cfgonly" / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor sentencepiece.bpe.model"):
+    with pytest.raises(FileNotFoundError, match="none of tokenizer.json, sentencepiece.bpe.model, tokenizer.model"):
         load_pretrained(str(tmp_path / "cfgonly"), ["<s>"], cfg)
 
 
