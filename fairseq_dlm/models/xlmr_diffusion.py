@@ -176,6 +176,10 @@ class XLMRDiffusionModel(BaseFairseqModel):
                             saved["source"], hf_model.config.num_hidden_layers, hf_model.config.hidden_size,
                             "tied" if hf_model.config.tie_word_embeddings else "untied")
         else:
+            if getattr(cfg, "_name", None) == "decoder_diffusion" and not cfg.pretrained:
+                raise ConfigError("--arch decoder_diffusion adapts a pretrained decoder-only LM: pass --pretrained DIR "
+                                  "(a HuggingFace LLaMA / Qwen2 / Mistral directory), or --arch llama_diffusion_tiny "
+                                  "for a small random model")
             hf_model = build_backbone(cfg, symbols, dictionary.pad())
         model = cls(cfg, hf_model, dictionary)
         if saved is None and cfg.pretrained:

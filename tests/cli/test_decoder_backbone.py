@@ -100,6 +100,10 @@ def test_pretrained_llama_directory(tmp_path, instruct_ckpt, spm_model):
     hf.save_pretrained(pretrained)
     shutil.copy(spm_model, pretrained / "tokenizer.model")
     _, data = instruct_ckpt
+    forgot = cli("train", data, "--user-dir", USER_DIR, "--task", "diffusion_instruct", "--arch", "decoder_diffusion",
+                 "--criterion", "diffusion_lm", "--optimizer", "torch_adamw", "--cpu", "--batch-size", 8, "--max-update", 1,
+                 "--save-dir", tmp_path / "forgot", check=False)
+    assert forgot.returncode != 0 and "pass --pretrained DIR" in forgot.stderr and "Traceback" not in forgot.stderr
     save = tmp_path / "ckpt"
     cli("train", data, "--user-dir", USER_DIR, "--task", "diffusion_instruct", "--arch", "decoder_diffusion",
         "--pretrained", pretrained, "--max-positions", 128, "--criterion", "diffusion_lm", "--optimizer",
