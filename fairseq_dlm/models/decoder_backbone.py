@@ -73,7 +73,8 @@ def set_vocabulary(hf_model, embed: torch.Tensor, head: torch.Tensor, tie: bool)
 
 
 def gather_rows(table: torch.Tensor, rows: torch.Tensor, missing_at: torch.Tensor) -> torch.Tensor:
-    """``table[rows]``, with the rows at ``missing_at`` (bool) set to the mean of ``table``'s rows."""
+    """``table`` ``[V_hf, H]`` gathered to ``[len(rows), H]`` (``rows`` ``[n]`` long), the rows where
+    ``missing_at`` (``[n]`` bool) is set replaced by the mean of ``table``'s rows."""
     out = table[rows].clone()
     if bool(missing_at.any()):
         out[missing_at] = table.mean(dim=0, keepdim=True).to(out.dtype)
@@ -114,7 +115,3 @@ def truncate_layers(hf_model, keep: int):
         hf_model.config.layer_types = hf_model.config.layer_types[:keep]
     logger.info("backbone truncated to its first %d of %d layers (--backbone-layers)", keep, len(layers))
     return hf_model
-
-
-def layers(hf_model):
-    return hf_model.model.layers

@@ -122,6 +122,13 @@ def test_pretrained_llama_directory(tmp_path, instruct_ckpt, spm_model):
     out = m.generate(["Translate the German sentence to English. German: der hund English:"], oracle_lengths=[3],
                      steps=2)
     assert isinstance(out[0], str)
+    # --backbone-layers keeps the first decoder layers, as for XLM-R
+    from fairseq_dlm.models.backbone import build_backbone
+    from fairseq_dlm.models.xlmr_diffusion import XLMRDiffusionConfig
+
+    short = build_backbone(XLMRDiffusionConfig(pretrained=str(pretrained), backbone_layers=1), list(d.symbols), d.pad())
+    assert len(short.model.layers) == short.config.num_hidden_layers == 1
+    assert torch.equal(short.model.layers[0].mlp.up_proj.weight, hf.model.layers[0].mlp.up_proj.weight)
 
 
 def _bleu(model, raw) -> float:
