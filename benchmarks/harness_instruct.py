@@ -44,8 +44,8 @@ def by_doc(samples) -> list:
     return sorted(samples, key=lambda s: s["doc_id"])
 
 
-def eval_instruct(work: Path, ckpt: Path, rel: str, data_root: Path, out: Path, canvas: list, limit=None) -> list:
-    """``scripts/eval_instruct.py`` on one benchmark file: its predictions, in row order."""
+def eval_instruct(work: Path, ckpt: Path, rel: str, data_root: Path, out: Path, canvas: list, limit=None) -> dict:
+    """``scripts/eval_instruct.py`` on one benchmark file: its report (predictions sorted by row)."""
     if not out.exists():
         cmd = [sys.executable, str(ROOT / "scripts" / "eval_instruct.py"), "--ckpt", str(ckpt), "--files",
                str(data_root / "paper-eval" / rel), "--data-dir", str(work / "mix"), "--dict",
@@ -53,7 +53,8 @@ def eval_instruct(work: Path, ckpt: Path, rel: str, data_root: Path, out: Path, 
                "--output-dir", str(out), "--cpu", "--no-progress", *(["--limit", str(limit)] if limit else [])]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     report = json.loads(next(out.glob("*.json")).read_text(encoding="utf-8"))
-    return sorted(report["predictions"], key=lambda p: p["id"])
+    report["predictions"].sort(key=lambda p: p["id"])
+    return report
 
 
 def agreement(samples, predictions) -> dict:
@@ -124,11 +125,11 @@ def main() -> None:
         samples = res["samples"]["dlm_mmlu_gen"]
         tag = name.replace(" ", "_").replace(",", "").replace("=", "")
         theirs = eval_instruct(work, ckpt, "mmlu/0-shot/val/full.jsonl", root, out.parent / f"{out.name}_{tag}", canvas)
-        score = json.loads(next((out.parent / f"{out.name}_{tag}").glob("*.json")).read_text())["score"]["value"]
+        score = theirs["score"]["value"]
         result["mmlu"][name] = {"acc": 100 * res["results"]["dlm_mmlu_gen"]["acc,none"], "eval_instruct_acc": score,
                                 "seconds": time.time() - t0, "answers": dict(Counter(
                                     s["resps"][0][0].strip()[:12] for s in samples).most_common(4)),
-                                **agreement(samples, theirs)}
+                                **agreement(samples, theirs["predictions"])}
         print(f"MMLU {name}: {result['mmlu'][name]['acc']:.2f}; eval_instruct {score:.2f}; same text on "
               f"{result['mmlu'][name]['same_text']}/{result['mmlu'][name]['rows']} rows", flush=True)
 
