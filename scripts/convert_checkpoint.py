@@ -15,6 +15,8 @@ Examples:
       --cache-dir cache             # the tokenizer of facebook/xlm-roberta-xxl from the HF cache
   python scripts/convert_checkpoint.py official flan_v2.base.length --out ckpts/flan-xlmr-base \\
       --tokenizer path/to/xlm-roberta-base
+  python scripts/convert_checkpoint.py official my_llama_run --out ckpts/llama \\
+      --base-model path/to/llama-7b-hf   # a LLaMA run (or a LoRA adapter folder) of the official trainer
   python scripts/convert_checkpoint.py hf exported/ --out ckpts/back
 """
 import argparse
@@ -33,8 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--step", type=int, default=None,
                    help="convert checkpoint-STEP (default: the highest step, compared as a number)")
     o.add_argument("--tokenizer", default=None,
-                   help="folder (or file) with the backbone's sentencepiece.bpe.model, when the release has none; "
-                   "default: the release folder, then args.json's pretrained name in --cache-dir")
+                   help="folder (or file) with the backbone's SentencePiece model (XLM-R: sentencepiece.bpe.model, "
+                   "LLaMA: tokenizer.model), when the release has none; default: the release folder, the base model, "
+                   "then args.json's pretrained name in --cache-dir")
+    o.add_argument("--base-model", default=None,
+                   help="local HF folder of the backbone the run started from (args.json's pretrained), when that "
+                   "path is not local here: needed for LLaMA releases (config.json, tokenizer.model) and LoRA adapter "
+                   "folders (the frozen base weights)")
     o.add_argument("--cache-dir", "--cache_dir", default=None,
                    help="HF cache folder where args.json's pretrained model (e.g. facebook/xlm-roberta-xxl) is found")
     o.add_argument("--config", default=None,
@@ -55,10 +62,12 @@ def run(args) -> str:
         from fairseq_dlm.convert.official import convert_official
 
         r = convert_official(args.src, args.out, tokenizer=args.tokenizer, config=args.config,
-                             cache_dir=args.cache_dir, step=args.step, overwrite=args.overwrite)
-        return (f"wrote {args.out}/checkpoint.pt: {r['backbone']} ({r['layers']} × {r['hidden']}, vocabulary "
-                f"{r['vocabulary']}, {'tied' if r['tied_lm_head'] else 'untied'} LM head, "
-                f"{'with a' if r['length_head'] else 'no'} length head) from {r['checkpoint']}")
+                             cache_dir=args.cache_dir, step=args.step, overwrite=args.overwrite,
+                             base_model=args.base_model)
+        lora = f", LoRA r={r['lora']['r']} on {','.join(r['lora']['target_modules'])}" if r.get("lora") else ""
+        return (f"wrote {args.out}/checkpoint.pt: {r['backbone']} ({r['model_type']}, {r['layers']} × {r['hidden']}, "
+                f"vocabulary {r['vocabulary']}, {'tied' if r['tied_lm_head'] else 'untied'} LM head, "
+                f"{'with a' if r['length_head'] else 'no'} length head{lora}) from {r['checkpoint']}")
     from fairseq_dlm.convert.from_hf import convert_hf_dir
 
     r = convert_hf_dir(args.src, args.out, overwrite=args.overwrite)

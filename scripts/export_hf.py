@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read a checkpoint that holds objects beyond what fairseq checkpoints hold (unpickling it "
                    "can run code: only files from a source you trust)")
     p.add_argument("--merge-lora", action="store_true",
-                   help="fold the checkpoint's LoRA adapters into the exported weights (needed for a LoRA checkpoint)")
+                   help="fold the checkpoint's LoRA adapters into the exported weights (a plain HF model); without "
+                   "it a LoRA checkpoint exports its base weights and peft's adapter folder OUT/lora_adapter")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p
 

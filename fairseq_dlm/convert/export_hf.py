@@ -5,7 +5,12 @@
     OUT/
       config.json, model.safetensors   the backbone: AutoModelForMaskedLM.from_pretrained(OUT) (a decoder-only
                                        backbone: AutoModelForCausalLM, config is_causal false), no missing key;
-                                       LoRA adapters folded in (--merge-lora)
+                                       a LoRA checkpoint: the frozen base weights, or with --merge-lora the
+                                       adapters folded in
+      lora_adapter/                    a LoRA checkpoint without --merge-lora: peft's adapter folder
+                                       (adapter_config.json, adapter_model.safetensors):
+                                       PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(OUT),
+                                       OUT/lora_adapter)
       tokenizer.json, tokenizer_config.json
                                        AutoTokenizer.from_pretrained(OUT): token id i = dictionary index i
       sentencepiece.bpe.model          the SentencePiece model the data was encoded with (when known)
@@ -49,7 +54,7 @@ from ..data.dictionary import MASK, SPECIALS, dictionary_lines
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
-from ..models.lora import has_lora
+from ..models.lora import ADAPTER_DIR, adapter_folder, has_lora, write_adapter_folder
 from ..models.lora import merge_lora as fold_lora
 from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 
@@ -59,7 +64,7 @@ DIFFUSION_CONFIG = "diffusion_config.json"
 SPM_FILE = "sentencepiece.bpe.model"
 EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", SPM_FILE, "dict.txt",
-                LENGTH_HEAD_FILE, DIFFUSION_CONFIG)
+                LENGTH_HEAD_FILE, DIFFUSION_CONFIG, ADAPTER_DIR)
 # diffusion_config.json "decoding" key -> the DecodingOptions field it holds
 DECODING_KEYS = {"steps": "max_iter", "strategy": "strategy", "length_beam": "length_beam", "temperature": "temperature"}
 FORMAT = "fairseq_dlm-hf-export"
@@ -319,8 +324,9 @@ def diffusion_config(cfg: dict, task, ckpt: str, state: dict, *, vocabulary: str
 def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, spm_model: Optional[str] = None,
                       overwrite: bool = False, merge_lora: bool = False) -> dict:
     """Export the checkpoint ``path`` (a file or a folder) to the HF directory ``out_dir``; returns
-    the content of its ``diffusion_config.json``.  A checkpoint with LoRA adapters is exported with
-    them folded into the weights (``merge_lora``), a plain HF model."""
+    the content of its ``diffusion_config.json``.  A checkpoint with LoRA adapters is exported as its
+    base weights plus peft's adapter folder ``lora_adapter/``, or with the adapters folded into the
+    weights (``merge_lora``), a plain HF model."""
     refuse_existing(out_dir, overwrite, "export")
     ckpt, state = read_plugin_checkpoint(path)
     cfg = state["cfg"]
@@ -338,10 +344,12 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
     spm = find_spm(cfg, task, data, spm_model)
     symbols = list(task.dictionary.symbols)
     hf = model.hf
+    adapters = None
     if has_lora(hf):
-        if not merge_lora:
-            raise ExportError(f"{ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights")
-        logger.info("%d LoRA layers merged into their base weights", fold_lora(hf))
+        if not merge_lora:  # peft's folder first, then the base layers go back in place, unchanged
+            adapters = adapter_folder(hf)
+        logger.info("%d LoRA layers %s", fold_lora(hf, merge=merge_lora),
+                    "merged into their base weights" if merge_lora else f"exported as peft's folder {ADAPTER_DIR}/")
     tied = hf.get_output_embeddings().weight is hf.get_input_embeddings().weight
     tokenizer, kind = make_tokenizer(symbols, spm, ckpt, data)
     vocabulary = vocabulary_kind(symbols, spm, tied)
@@ -358,8 +366,11 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
         sizes = None
         if model.length_head is not None:
             sizes = save_length_head(model.length_head, os.path.join(stage, LENGTH_HEAD_FILE))
+        if adapters is not None:
+            write_adapter_folder(*adapters, os.path.join(stage, ADAPTER_DIR))
         report = diffusion_config(cfg, task, ckpt, state, vocabulary=vocabulary, tokenizer=kind, spm_model=spm,
                                   length_sizes=sizes, hf_config=hf.config, max_positions=model.max_positions())
+        report["lora_adapter"] = ADAPTER_DIR if adapters is not None else None
         with open(os.path.join(stage, DIFFUSION_CONFIG), "w", encoding="utf-8") as f:
             f.write(json.dumps(report, indent=2) + "\n")
     logger.info("exported %s → %s (%s, %d layers × %d, %s vocabulary of %d, %s tokenizer, %s length head)", ckpt,

@@ -9,7 +9,9 @@
 
 The backbone is read with ``AutoModelForMaskedLM.from_pretrained(SRC)`` (a missing or unknown key is
 refused, not initialised randomly), its state dict becomes ``hf.*``; ``length_head.safetensors``
-becomes ``length_head.*``.  The dictionary, the weights (fp32 as saved) and the tying are the
+becomes ``length_head.*``; peft's adapter folder ``lora_adapter/`` (a LoRA checkpoint exported
+without ``--merge-lora``) becomes the checkpoint's LoRA adapters again (``--lora`` with its rank,
+alpha and targets).  The dictionary, the weights (fp32 as saved) and the tying are the
 export's, so the checkpoint gives the logits of the one that was exported.  The prompt template and
 decoding defaults of ``diffusion_config.json`` go back into the checkpoint's task and generation config.
 """
@@ -25,6 +27,7 @@ import torch
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE as LENGTH_HEAD
+from ..models.lora import ADAPTER_WEIGHTS, adapter_targets, lora_flags, plugin_keys, read_adapter_folder
 from .export_hf import DECODING_KEYS, DIFFUSION_CONFIG, FORMAT, SPM_FILE
 from .outputs import check_out_dir, refuse_existing, staged_dir
 from .plugin_checkpoint import CHECKPOINT, backbone_state, check_state_dict, training_cfg, write_checkpoint
@@ -60,6 +63,8 @@ def read_export(src: str) -> dict:
         needed.append(SPM_FILE)
     if not (p / "model.safetensors").is_file() and not (p / "model.safetensors.index.json").is_file():
         needed.append("model.safetensors")
+    if meta.get("lora_adapter"):
+        needed += [f"{meta['lora_adapter']}/adapter_config.json", f"{meta['lora_adapter']}/{ADAPTER_WEIGHTS}"]
     missing = [f for f in needed if not (p / f).is_file()]
     if missing:
         raise ExportedDirError(f"{src} lacks {', '.join(missing)}: the export is incomplete; export the checkpoint "
@@ -132,6 +137,12 @@ def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
     meta = read_export(src)
     check_out_dir(out, [src])
     hf_config, state = read_backbone(src)
+    flags = []
+    if meta.get("lora_adapter"):
+        adapter_config, adapters = read_adapter_folder(os.path.join(src, meta["lora_adapter"]))
+        flags = lora_flags(adapter_config)
+        state = plugin_keys(dict(state, **{"hf." + k: v for k, v in adapters.items()}),
+                            adapter_targets(adapter_config))
     has_length = bool(meta.get("length_head"))
     if has_length:
         state.update(read_length_head(Path(src, LENGTH_HEAD)))
@@ -151,14 +162,14 @@ def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
             raise ExportedDirError(f"{src}/dict.txt gives {len(symbols)} symbols (with <mask>) but config.json has "
                                    f"vocab_size {hf_config['vocab_size']}: dictionary and weights do not belong "
                                    "together; export the checkpoint again")
-        cfg = training_cfg(final, meta["task"], arch, has_length, backbone_state(hf_config, symbols))
+        cfg = training_cfg(final, meta["task"], arch, has_length, backbone_state(hf_config, symbols), flags)
         cfg = restore_settings(cfg, meta, hf_config)
         check_state_dict(cfg, state, src, stage)
         report = {"source": os.path.abspath(src), "task": meta["task"], "arch": arch,
                   "model_type": hf_config["model_type"], "layers": hf_config["num_hidden_layers"],
                   "hidden": hf_config["hidden_size"], "vocabulary": meta.get("vocabulary"),
                   "vocabulary_size": hf_config["vocab_size"], "tied_lm_head": bool(hf_config["tie_word_embeddings"]),
-                  "length_head": has_length, "sentencepiece_model": has_spm,
+                  "length_head": has_length, "sentencepiece_model": has_spm, "lora": bool(flags),
                   "exported_from": meta.get("source_checkpoint")}
         write_checkpoint(os.path.join(stage, CHECKPOINT), cfg, state, int(meta.get("num_updates") or 0), report)
         Path(stage, "conversion.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

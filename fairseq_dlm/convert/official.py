@@ -1,6 +1,8 @@
 """The paper's released checkpoints (SPEC §9.4) → plugin checkpoints.
 
-An official model folder is an HF-Trainer output of ``DiscreteDiffusionXLMRModel``::
+An official model folder is an HF-Trainer output of ``DiscreteDiffusionXLMRModel`` (below) or of
+``DiscreteDiffusionLlamaModel`` (:mod:`.official_llama`); a run trained with ``--lora`` saved only its
+adapters (:mod:`.official_lora`)::
 
     flan_v2.xxl.length/
       args.json                 {"model": {"pretrained": "facebook/xlm-roberta-xxl", ...}, "train": ..., ...}
@@ -29,7 +31,8 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -88,8 +91,8 @@ def read_weights(ckpt_dir: Path) -> Dict[str, torch.Tensor]:
     sharded or not); a ZeRO-only or LoRA checkpoint is refused with the command that fixes it."""
     files = {f.name for f in ckpt_dir.iterdir()}
     if "adapter_model.bin" in files or "adapter_model.safetensors" in files:
-        raise OfficialCheckpointError(f"{ckpt_dir} holds a LoRA adapter, not full weights; merge it into the base "
-                                      "model with peft (merge_and_unload) and save pytorch_model.bin first")
+        raise OfficialCheckpointError(f"{ckpt_dir} holds a LoRA adapter, not full weights: pass the folder of the full "
+                                      "pretrained model")
     for single in ("model.safetensors", "pytorch_model.bin"):
         if single in files:
             return read_weights_file(ckpt_dir / single)
@@ -230,19 +233,21 @@ def rename(state: Dict[str, torch.Tensor], source: str) -> Tuple[Dict[str, torch
     return out, tied, any(k.startswith("length_head.") for k in out)
 
 
-# ------------------------------------------------------------------------------ tokenizer
-def find_tokenizer(tokenizer: Optional[str], ckpt_dir: Path, top: Path, named: str,
-                   cache_dir: Optional[str]) -> Path:
-    """The release's ``sentencepiece.bpe.model``: ``--tokenizer``, the checkpoint folder, the model folder,
+# ------------------------------------------------------------------------------ tokenizer and base model
+def find_tokenizer(tokenizer: Optional[str], ckpt_dir: Path, top: Path, named: str, cache_dir: Optional[str],
+                   filename: str = "sentencepiece.bpe.model", base_dir: Optional[str] = None) -> Path:
+    """The release's SentencePiece model (``filename``: XLM-R's ``sentencepiece.bpe.model``, LLaMA's
+    ``tokenizer.model``): ``--tokenizer``, the checkpoint folder, the model folder, the base model folder,
     ``pretrained`` as a local folder, or ``pretrained`` in the HF cache ``--cache-dir``."""
     looked = []
     candidates = []
     if tokenizer:
         t = Path(tokenizer)
-        candidates.append(t if t.is_file() else t / "sentencepiece.bpe.model")
-    candidates += [ckpt_dir / "sentencepiece.bpe.model", top / "sentencepiece.bpe.model"]
-    if named and Path(named).is_dir():
-        candidates.append(Path(named) / "sentencepiece.bpe.model")
+        candidates.append(t if t.is_file() else t / filename)
+    candidates += [ckpt_dir / filename, top / filename]
+    for folder in (base_dir, named):
+        if folder and Path(folder).is_dir():
+            candidates.append(Path(folder) / filename)
     for c in candidates:
         looked.append(str(c))
         if c.is_file():
@@ -252,23 +257,90 @@ def find_tokenizer(tokenizer: Optional[str], ckpt_dir: Path, top: Path, named: s
         from ..recipes.flags import FlagError
 
         try:
-            found = Path(resolve_pretrained(named, cache_dir)) / "sentencepiece.bpe.model"
+            found = Path(resolve_pretrained(named, cache_dir)) / filename
             looked.append(str(found))
             if found.is_file():
                 return found
         except FlagError:
             looked.append(f"{named} in the HF cache {cache_dir or 'cache'}")
     raise OfficialCheckpointError(
-        "no sentencepiece.bpe.model for the converted model's dictionary (looked at: " + ", ".join(looked)
-        + f"); pass --tokenizer DIR, a local copy of {named or 'xlm-roberta'} (its sentencepiece.bpe.model), or "
+        f"no {filename} for the converted model's dictionary (looked at: " + ", ".join(looked)
+        + f"); pass --tokenizer DIR, a local copy of {named or 'the backbone'} (its {filename}), or "
         "--cache-dir with that model in the HF cache layout")
 
 
+def find_base(base_model: Optional[str], named: str, cache_dir: Optional[str]) -> Optional[str]:
+    """The local folder of the pretrained backbone the run started from: ``--base-model``, ``pretrained``
+    as a local folder, or ``pretrained`` in the HF cache ``--cache-dir``; None if none."""
+    for folder in (base_model, named):
+        if folder and Path(folder, "config.json").is_file():
+            return str(folder)
+    if base_model:
+        raise OfficialCheckpointError(f"--base-model {base_model} has no config.json: not a HuggingFace model folder")
+    if named:
+        from ..recipes.settings import resolve_pretrained
+        from ..recipes.flags import FlagError
+
+        try:
+            return resolve_pretrained(named, cache_dir)
+        except FlagError:
+            return None
+    return None
+
+
+def need_base(named: str, what: str) -> OfficialCheckpointError:
+    return OfficialCheckpointError(f"{what} needs the pretrained backbone the run started from "
+                                   f"({named or 'unnamed'} in "
+                                   "args.json), which is not a local folder here: pass --base-model DIR (a local copy: "
+                                   "config.json, tokenizer, weights) or --cache-dir with it in the HF cache layout")
+
+
 # ------------------------------------------------------------------------------ conversion
+@dataclass
+class Release:
+    """One official checkpoint folder being converted (what both backbone families need to know)."""
+
+    args_path: Path
+    ckpt_dir: Path
+    step: int
+    args_model: dict  # args.json's "model" section
+    named: str  # args.json's pretrained (or config) name
+    base_dir: Optional[str]  # the local folder of that backbone, when found
+    adapter: Optional[dict]  # official_lora.read_adapter(...) for a LoRA run, else None
+
+    @property
+    def source(self) -> str:
+        return str(self.ckpt_dir)
+
+
+@dataclass
+class Parts:
+    """What a conversion writes: plugin state, backbone config, dictionary, training flags, report."""
+
+    state: Dict[str, torch.Tensor]
+    hf_config: dict
+    lines: List[str]  # dict.txt
+    spm: Path
+    arch: str
+    length_head: bool
+    tied: bool
+    flags: List[str] = field(default_factory=list)  # more fairseq-train flags of the rebuilt model
+    report: dict = field(default_factory=dict)  # family-specific report entries
+
+
 def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None, config: Optional[str] = None,
-                     cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False) -> dict:
+                     cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False,
+                     base_model: Optional[str] = None) -> dict:
     """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt``,
-    ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report."""
+    ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report.
+
+    XLM-R and LLaMA releases (:mod:`.official_llama`), full weights or LoRA adapter folders
+    (:mod:`.official_lora`, which need the base model: ``base_model``, else args.json's ``pretrained``
+    as a local folder or in the HF cache ``cache_dir``)."""
+    from ..models.lora import lora_flags, plugin_keys
+    from . import official_llama as llama
+    from . import official_lora as lora
+
     refuse_existing(out_dir, overwrite, "conversion")
     args_path, ckpt_dir, found_step = find_release(src, step)
     check_out_dir(out_dir, [str(args_path.parent)])
@@ -277,19 +349,56 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
     except json.JSONDecodeError as e:
         raise OfficialCheckpointError(f"{args_path} is not valid JSON ({e}); re-download the model") from None
     args_model = args.get("model") or {}
-    if args_model.get("attention_strategy", "full") != "full" or args_model.get("prefix_lm"):
+    is_llama = llama.is_llama_release(args_model)
+    if is_llama:
+        llama.check_attention(args_model, args_path)
+    elif args_model.get("attention_strategy", "full") != "full" or args_model.get("prefix_lm"):
         raise OfficialCheckpointError(f"{args_path}: attention_strategy "
                                       f"{args_model.get('attention_strategy', 'prefix_lm')!r} is not supported yet "
                                       "(only full attention; the released models use it)")
     named = (args_model.get("pretrained") or args_model.get("config") or "").rstrip("/")
-    config_dir = config or (named if named and Path(named, "config.json").is_file() else None)
-    source = str(ckpt_dir)
-    state, tied, has_length = rename(read_weights(ckpt_dir), source)
+    adapter = lora.read_adapter(ckpt_dir) if lora.adapter_file(ckpt_dir) else None
+    release = Release(args_path, ckpt_dir, found_step, args_model, named, find_base(base_model, named, cache_dir),
+                      adapter)
+    if adapter is not None and release.base_dir is None:
+        raise need_base(named, f"{adapter['file']} (LoRA adapters only)")
+    parts = (llama.convert_parts if is_llama else _xlmr_parts)(release, tokenizer, config, cache_dir)
+    if adapter:
+        parts.state = plugin_keys(parts.state, adapter["config"]["target_modules"])
+        parts.flags += lora_flags(adapter["config"])
+        parts.report["lora"] = {k: adapter["config"].get(k) for k in ("r", "lora_alpha", "target_modules", "bias")}
+        parts.report["base_model"] = release.base_dir
+    hf_config = parts.hf_config
+    report = {"source": os.path.abspath(src), "checkpoint": str(ckpt_dir.name), "step": found_step,
+              "backbone": hf_config.get("_name_or_path") or named, "model_type": hf_config["model_type"],
+              "layers": hf_config["num_hidden_layers"], "hidden": hf_config["hidden_size"],
+              "vocabulary": hf_config["vocab_size"], "tied_lm_head": parts.tied, "length_head": parts.length_head,
+              "arch": parts.arch, "tokenizer": str(parts.spm), **parts.report}
+    _write(out_dir, parts, args_path, report, release.source)
+    logger.info("converted %s (step %d, %s, %d × %d, %s LM head, %s length head%s) → %s/%s", src, found_step,
+                report["backbone"], report["layers"], report["hidden"], "tied" if parts.tied else "untied",
+                "with" if parts.length_head else "no", ", LoRA adapters kept" if adapter else "", out_dir, CHECKPOINT)
+    return report
+
+
+def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str], cache_dir: Optional[str]) -> Parts:
+    """An XLM-R release (``DiscreteDiffusionXLMRModel``): the dictionary is the full XLM-R one (index = HF id)."""
+    from . import official_lora as lora
+
+    source, named = release.source, release.named
+    if release.adapter:
+        weights = lora.with_adapters(lora.read_base(release.base_dir), release.adapter)
+    else:
+        weights = read_weights(release.ckpt_dir)
+    state, tied, has_length = rename(weights, source)
     check_finite(state, source)
+    local_named = named if named and Path(named, "config.json").is_file() else None
+    config_dir = config or (release.base_dir if release.adapter else None) or local_named
     hf_config = infer_config({"model." + k[3:]: v for k, v in state.items() if k.startswith("hf.")},
-                             args_model, config_dir, source)
+                             release.args_model, config_dir, source)
     hf_config["tie_word_embeddings"] = tied
-    spm = find_tokenizer(tokenizer, ckpt_dir, args_path.parent, named, cache_dir)
+    spm = find_tokenizer(tokenizer, release.ckpt_dir, release.args_path.parent, named, cache_dir,
+                         base_dir=release.base_dir)
     lines = full_dictionary_lines(str(spm))
     symbols_count = 4 + len(lines) + 1  # fairseq's specials, the pieces, <mask>
     if symbols_count != hf_config["vocab_size"]:
@@ -300,24 +409,23 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
     arch = PRESET_ARCHS.get(os.path.basename(hf_config.get("_name_or_path", "")), "xlmr_diffusion_base")
     if hf_config["model_type"] == "xlm-roberta-xl" and arch in ("xlmr_diffusion_base", "xlmr_diffusion_large"):
         arch = "xlmr_diffusion_xl"
+    return Parts(state, hf_config, lines, spm, arch, has_length, tied)
+
+
+def _write(out_dir: str, parts: Parts, args_path: Path, report: dict, source: str) -> None:
+    """Stage ``dict.txt``, the SentencePiece model (as ``sentencepiece.bpe.model``, the name the tasks
+    read), ``args.json``, ``checkpoint.pt`` (checked against the model built on the meta device) and
+    ``conversion.json``; ``out_dir`` changes only if everything was written."""
+    from ..data.dictionary import load_dictionary
+
     final = os.path.abspath(out_dir)
     with staged_dir(out_dir, owned=OUTPUT_FILES) as stage:
-        Path(stage, "dict.txt").write_text("".join(lines), encoding="utf-8")
-        shutil.copy(spm, Path(stage, "sentencepiece.bpe.model"))
+        Path(stage, "dict.txt").write_text("".join(parts.lines), encoding="utf-8")
+        shutil.copy(parts.spm, Path(stage, "sentencepiece.bpe.model"))
         shutil.copy(args_path, Path(stage, "args.json"))
-        from ..data.dictionary import load_dictionary
-
         symbols = list(load_dictionary(os.path.join(stage, "dict.txt")).symbols)
-        cfg = training_cfg(final, "diffusion_instruct", arch, has_length, backbone_state(hf_config, symbols))
-        check_state_dict(cfg, state, source, stage)
-        report = {"source": os.path.abspath(src), "checkpoint": str(ckpt_dir.name), "step": found_step,
-                  "backbone": hf_config.get("_name_or_path"), "model_type": hf_config["model_type"],
-                  "layers": hf_config["num_hidden_layers"], "hidden": hf_config["hidden_size"],
-                  "vocabulary": hf_config["vocab_size"], "tied_lm_head": tied, "length_head": has_length,
-                  "arch": arch, "tokenizer": str(spm)}
-        write_checkpoint(os.path.join(stage, CHECKPOINT), cfg, state, found_step, report)
+        cfg = training_cfg(final, "diffusion_instruct", parts.arch, parts.length_head,
+                           backbone_state(parts.hf_config, symbols), parts.flags)
+        check_state_dict(cfg, parts.state, source, stage)
+        write_checkpoint(os.path.join(stage, CHECKPOINT), cfg, parts.state, report["step"], report)
         Path(stage, "conversion.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    logger.info("converted %s (step %d, %s, %d × %d, %s LM head, %s length head) → %s/%s", src, found_step,
-                report["backbone"], report["layers"], report["hidden"], "tied" if tied else "untied",
-                "with" if has_length else "no", out_dir, CHECKPOINT)
-    return report

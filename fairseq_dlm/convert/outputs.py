@@ -104,6 +104,13 @@ def check_out_file(out_file: str, inputs: Sequence[str] = ()) -> None:
     _check_parent(out_file, what)
 
 
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
 def _install(stage: str, out: str, owned: Sequence[str]) -> None:
     """Move the staged files into ``out``; drop ``owned`` files of an earlier output that were not rewritten."""
     if not os.path.isdir(out):
@@ -113,12 +120,15 @@ def _install(stage: str, out: str, owned: Sequence[str]) -> None:
         os.rename(stage, out)             # a new directory appears complete, in one step
         return
     names = os.listdir(stage)
-    stale = [f for f in owned if f not in names and os.path.isfile(os.path.join(out, f))]
+    stale = [f for f in owned if f not in names and os.path.lexists(os.path.join(out, f))]
     for name in stale:   # a previous conversion's files must not mix with this one's
-        os.remove(os.path.join(out, name))
-    replaced = stale + [f for f in names if os.path.exists(os.path.join(out, f))]
+        _remove(os.path.join(out, name))
+    replaced = stale + [f for f in names if os.path.lexists(os.path.join(out, f))]
     for name in names:
-        os.replace(os.path.join(stage, name), os.path.join(out, name))
+        target = os.path.join(out, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)  # a folder of the output (e.g. an adapter folder) is replaced as a whole
+        os.replace(os.path.join(stage, name), target)
     if replaced:
         logger.info("%s: replaced the files of a previous conversion (%s)", out, ", ".join(sorted(replaced)))
 

@@ -16,7 +16,7 @@ any checkpoint of ``fairseq-train``:
 import json
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -30,8 +30,10 @@ PRESET_ARCHS = {"xlm-roberta-base": "xlmr_diffusion_base", "xlm-roberta-large": 
                 "xlm-roberta-xl": "xlmr_diffusion_xl", "xlm-roberta-xxl": "xlmr_diffusion_xxl"}
 
 
-def training_cfg(data_dir: str, task: str, arch: str, length_head: bool, backbone_state: dict) -> dict:
-    """fairseq's config (a plain dict, as checkpoints store it) of ``fairseq-train DATA --task ... --arch ...``."""
+def training_cfg(data_dir: str, task: str, arch: str, length_head: bool, backbone_state: dict,
+                 extra: Sequence[str] = ()) -> dict:
+    """fairseq's config (a plain dict, as checkpoints store it) of ``fairseq-train DATA --task ... --arch ...``
+    (``extra``: more training flags, e.g. ``--lora --lora-rank 16``)."""
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf, open_dict
@@ -40,6 +42,7 @@ def training_cfg(data_dir: str, task: str, arch: str, length_head: bool, backbon
             "--criterion", "diffusion_length" if length_head else "diffusion_lm"]
     if length_head:
         argv.append("--length-head")
+    argv += list(extra)
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     cfg = convert_namespace_to_omegaconf(args)
     with open_dict(cfg):

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError, MissingFileError
 from .decoder_backbone import is_decoder_type
+from .lora import ADAPTER_DIR
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,10 @@ def build_backbone(cfg, symbols, pad: int, saved_config: Optional[dict] = None):
     """The ``*ForMaskedLM`` (or decoder-only ``*ForCausalLM``, :mod:`.decoder_backbone`) for the task
     dictionary ``symbols`` (see the module docstring)."""
     tf = _hf()
+    if saved_config is None and cfg.pretrained and os.path.isdir(os.path.join(cfg.pretrained, ADAPTER_DIR)):
+        logger.warning("%s/%s (LoRA adapters) is not applied: --pretrained starts from the base weights of the "
+                       "export; to start from the adapted model export with --merge-lora, or convert the export "
+                       "(scripts/convert_checkpoint.py hf) and pass --finetune-from-model", cfg.pretrained, ADAPTER_DIR)
     if is_decoder_type(_backbone_type(cfg, saved_config)):
         return _build_decoder(cfg, symbols, pad, saved_config)
     if saved_config is not None:

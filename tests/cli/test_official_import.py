@@ -159,6 +159,44 @@ def test_untied_release_without_length_head(tmp_path, tiny_pretrained):
         torch.testing.assert_close(model(tokens)[keep], ref.denoise(tokens)[keep], atol=1e-5, rtol=1e-5)
 
 
+def test_lora_adapter_folder_of_an_xlmr_run(tmp_path, tiny_pretrained):
+    """``--lora`` runs saved only peft's adapters (``base_model.model.`` + the official name): the
+    conversion puts them on the pretrained backbone (args.json's ``pretrained``, a local folder here)
+    as the plugin's own LoRA layers, with the official logits; no length head (TOKEN_CLS saves none)."""
+    torch.manual_seed(3)
+    ref = OfficialLayout(tiny_pretrained).eval()
+    adapters = {}
+    for i, layer in enumerate(ref.model.roberta.encoder.layer):
+        for name in ("query", "value"):
+            linear = getattr(layer.attention.self, name)
+            a, b = torch.randn(8, H) * 0.1, torch.randn(H, 8) * 0.1
+            key = f"base_model.model.model.roberta.encoder.layer.{i}.attention.self.{name}"
+            adapters[key + ".lora_A.weight"], adapters[key + ".lora_B.weight"] = a, b
+            with torch.no_grad():
+                linear.weight.add_(2.0 * b @ a)  # lora_alpha 16 / r 8
+    ckpt = tmp_path / "run" / "checkpoint-100"
+    ckpt.mkdir(parents=True)
+    torch.save(adapters, ckpt / "adapter_model.bin")
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "task_type": "TOKEN_CLS", "r": 8,
+                                                          "lora_alpha": 16, "target_modules": ["query", "value"],
+                                                          "lora_dropout": 0.1, "bias": "none"}))
+    (tmp_path / "run" / "args.json").write_text(json.dumps({"model": {"pretrained": str(tiny_pretrained),
+                                                                      "lora": True}}))
+    proc = convert(tmp_path / "run", tmp_path / "out")
+    assert "no length head, LoRA r=8 on query,value" in proc.stdout
+    model, task = load_plugin(tmp_path / "out" / "checkpoint.pt")
+    assert model.cfg.lora and model.length_head is None
+    tokens = batch(task, [7, 12])
+    with torch.no_grad():
+        keep = tokens.ne(1)
+        torch.testing.assert_close(model(tokens)[keep], ref.denoise(tokens)[keep], atol=1e-5, rtol=1e-5)
+    # a folder with adapters the official trainer never writes is refused by name
+    adapters["base_model.model.model.lm_head.dense.modules_to_save.weight"] = torch.zeros(2)
+    torch.save(adapters, ckpt / "adapter_model.bin")
+    proc = convert(tmp_path / "run", tmp_path / "out2", check=False)
+    assert proc.returncode == 2 and "modules_to_save" in proc.stderr and "not LoRA A/B" in proc.stderr
+
+
 def test_converted_model_decodes_with_fairseq_and_the_instruction_evaluation(release, tmp_path, spm_model):
     """fairseq-generate (binarized data with the converted dict.txt), fairseq-interactive and
     eval_instruct.py (predicted lengths from the converted head) load the converted folder as it is."""
