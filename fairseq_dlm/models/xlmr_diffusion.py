@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
 from .decoder_backbone import DECODER_TYPES, is_decoder_type
 from .length_head import LengthHead
-from .lora import LORA_BIAS, add_lora
+from .lora import LORA_BIAS, add_lora, has_lora
+from .lora_checkpoint import FINGERPRINT_KEY, fingerprint, frozen_keys, read_base
 from .prompt_cache import (
     ATTENTION_STRATEGIES, PromptKV, RecordKV, additive_mask, position_ids, prefix_lm_allowed, response_rows,
 )
@@ -106,6 +107,18 @@ class XLMRDiffusionConfig(FairseqDataclass):
     lora_bias: ChoiceEnum(list(LORA_BIAS)) = field(
         default="none", metadata={"help": "which biases train with the adapters: none, all, lora_only (peft's)"}
     )
+    lora_adapters_only: bool = field(
+        default=False,
+        metadata={"help": "with --lora: checkpoints hold only what trains (the adapters, the length head, biases "
+                          "--lora-bias trains) and a fingerprint of the frozen weights, which are read back at load "
+                          "time from the --finetune-from-model checkpoint or the --pretrained directory they came from "
+                          "(recorded as lora_base)"},
+    )
+    lora_base: Optional[str] = field(
+        default=None,
+        metadata={"help": "where a --lora-adapters-only checkpoint's frozen weights are read from (a full checkpoint "
+                          "or a HF directory); recorded at training, set it (--model-overrides) when that file moved"},
+    )
     backbone_state: Optional[str] = field(
         default=None,
         metadata={
@@ -130,6 +143,12 @@ class XLMRDiffusionModel(BaseFairseqModel):
         self._symbols = list(dictionary.symbols)
         if getattr(cfg, "lora", False):
             add_lora(hf_model, cfg)
+        elif getattr(cfg, "lora_adapters_only", False):
+            raise ConfigError("--lora-adapters-only keeps only the LoRA adapters in checkpoints: add --lora")
+        # the frozen weights a compact LoRA checkpoint leaves out: in place (trained from them), or to be
+        # read from cfg.lora_base when the model is built from a checkpoint's config
+        self._base_ready = cfg.backbone_state is None
+        self._base_fingerprint = None
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
         # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
@@ -201,14 +220,57 @@ class XLMRDiffusionModel(BaseFairseqModel):
             self.hf.eval()  # a frozen backbone gives the length head deterministic features
         return self
 
+    @property
+    def compact_lora(self) -> bool:
+        """Whether checkpoints leave the frozen backbone out (``--lora --lora-adapters-only``)."""
+        return bool(getattr(self.cfg, "lora_adapters_only", False)) and has_lora(self.hf)
+
+    def base_fingerprint(self) -> torch.Tensor:
+        """``[20]`` uint8 fingerprint of the frozen backbone weights (:mod:`.lora_checkpoint`), cached."""
+        if self._base_fingerprint is None:
+            own = torch.nn.Module.state_dict(self)
+            self._base_fingerprint = fingerprint({k: own[k] for k in frozen_keys(self)})
+        return self._base_fingerprint
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """The module's state; under ``--lora-adapters-only`` without the frozen backbone tensors and with
+        their fingerprint (:mod:`.lora_checkpoint`)."""
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if self.compact_lora:
+            for key in frozen_keys(self):
+                state.pop(prefix + key, None)
+            state[prefix + FINGERPRINT_KEY] = self.base_fingerprint()
+        return state
+
+    def _fill_frozen(self, state_dict: dict, own: dict, saved_fingerprint: torch.Tensor) -> None:
+        """A compact LoRA state: add the frozen tensors (this model's own, or read from ``cfg.lora_base``)
+        and check that they are the ones the adapters were trained on."""
+        keys = [k for k in frozen_keys(self) if k not in state_dict]
+        if self._base_ready:
+            base = {k: own[k] for k in keys}
+            found = self.base_fingerprint()
+        else:
+            base = read_base(self.cfg, self._symbols, self.pad, keys)
+            found = fingerprint(base)
+        if not torch.equal(found, saved_fingerprint.to(found.dtype)):
+            raise ConfigError(
+                f"the frozen weights {'of this model' if self._base_ready else 'read from ' + str(self.cfg.lora_base)} "
+                "are not the ones the checkpoint's LoRA adapters were trained on (fingerprints differ): load the "
+                "checkpoint with the base it was trained from (--model-overrides \"{'lora_base': 'PATH'}\")")
+        state_dict.update(base)
+
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """fairseq's loading, with a clear message when the checkpoint's shapes differ from this model.
 
         A diffusion checkpoint without a length head loads into a model with one (the length
         stage): the head keeps its fresh initialisation.  A checkpoint's length head is dropped
-        (logged) when this model has none."""
-        own = self.state_dict()
+        (logged) when this model has none.  A compact LoRA checkpoint (``--lora-adapters-only``)
+        gets its frozen weights back (:meth:`_fill_frozen`)."""
+        own = torch.nn.Module.state_dict(self)
         state_dict = dict(state_dict)
+        saved_fingerprint = state_dict.pop(FINGERPRINT_KEY, None)
+        if saved_fingerprint is not None:
+            self._fill_frozen(state_dict, own, saved_fingerprint)
         missing_head = [k for k in own if k.startswith("length_head.") and k not in state_dict]
         if missing_head:
             logger.info("checkpoint has no length head: initialising it fresh (%d tensors)", len(missing_head))
@@ -243,6 +305,9 @@ class XLMRDiffusionModel(BaseFairseqModel):
             )
         result = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
         self.loaded_from_checkpoint = True
+        if saved_fingerprint is None:  # a full state: new frozen weights (e.g. --finetune-from-model)
+            self._base_fingerprint = None
+        self._base_ready = True
         return result
 
     def _check_tying(self, state_dict) -> None:

@@ -235,6 +235,9 @@ class DiffusionTask(FairseqTask):
             if restored is not None:
                 with open_dict(cfg):
                     cfg.backbone_state = json.dumps(restored)
+            if getattr(cfg, "lora_adapters_only", False) and not cfg.lora_base:
+                with open_dict(cfg):
+                    cfg.lora_base = self._lora_base(cfg, restored)
         elif getattr(cfg, "backbone_state", None) is None and self.state.state_dict.get("backbone"):
             with open_dict(cfg):  # checkpoints written before 2026-12 kept it in the task state
                 cfg.backbone_state = json.dumps(self.state.state_dict["backbone"])
@@ -245,6 +248,20 @@ class DiffusionTask(FairseqTask):
         if self.scorer is not None:
             self.scorer.build_generator(self, model)
         return model
+
+    def _lora_base(self, cfg, restored: Optional[dict]) -> str:
+        """Where the frozen weights of ``--lora-adapters-only`` checkpoints are read back from: the base of
+        the compact checkpoint being resumed, the ``--finetune-from-model`` checkpoint, or ``--pretrained``."""
+        if restored is not None:
+            if restored.get("lora_base"):
+                return restored["lora_base"]
+            if self.cfg.finetune_from_model and os.path.samefile(restored["source"], self.cfg.finetune_from_model):
+                return os.path.abspath(self.cfg.finetune_from_model)
+            return os.path.abspath(restored["source"])  # a full checkpoint being resumed
+        if cfg.pretrained:
+            return os.path.abspath(cfg.pretrained)
+        raise ConfigError("--lora-adapters-only leaves the frozen weights out of checkpoints, so they must be readable "
+                          "again: start from --pretrained DIR or --finetune-from-model CKPT (not a random backbone)")
 
     def _backbone_to_restore(self) -> Optional[dict]:
         """The backbone state of the checkpoint fairseq-train will load after building the model."""
@@ -266,7 +283,7 @@ class DiffusionTask(FairseqTask):
             logger.warning("%s holds no backbone config (written by another task?); building the model from "
                            "the command line", path)
             return None
-        return dict(saved, source=path)
+        return dict(saved, source=path, lora_base=((state.get("cfg") or {}).get("model") or {}).get("lora_base"))
 
     def _stop_if_finished(self, path: str, state: dict) -> None:
         """A resumed run whose checkpoint already has ``--max-update`` updates ends here, untouched.

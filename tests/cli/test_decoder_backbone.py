@@ -23,10 +23,10 @@ def llama_reverse(tmp_path_factory, reverse_data):
     return save / "checkpoint_last.pt"
 
 
-def _load(ckpt, data):
+def _load(ckpt, data, **overrides):
     from fairseq_dlm import DiffusionLM
 
-    return DiffusionLM.from_pretrained(str(ckpt), data=str(data))
+    return DiffusionLM.from_pretrained(str(ckpt), data=str(data), **overrides)
 
 
 def _logits(model, tokens: torch.Tensor, prompt_len: int) -> torch.Tensor:
@@ -151,8 +151,8 @@ def _bleu(model, raw, limit: int = 100) -> float:
 
 @pytest.fixture(scope="module")
 def lora_copier(llama_reverse, reverse_data, tmp_path_factory):
-    """LoRA (r = 8 on q/k/v/o) on the reversing model, fine-tuned 200 updates of 2,000 tokens to *copy* the string;
-    returns ``(checkpoint, base checkpoint, data)``."""
+    """LoRA (r = 8 on q/k/v/o) on the reversing model, fine-tuned 200 updates of 2,000 tokens to *copy* the string,
+    compact checkpoints (``--lora-adapters-only``); returns ``(checkpoint, base checkpoint, data)``."""
     from conftest import preprocess
 
     tmp = tmp_path_factory.mktemp("lora_copier")
@@ -167,8 +167,8 @@ def lora_copier(llama_reverse, reverse_data, tmp_path_factory):
     save = tmp / "lora"
     cli("train", copy, *REVERSE_TRAIN, "--max-tokens", 2000, "--arch", "llama_diffusion_tiny",
         "--attention-strategy", "prefix_lm", "--finetune-from-model", llama_reverse, "--lora", "--lora-rank", 8, "--lora-target-modules",
-        "q_proj,k_proj,v_proj,o_proj", "--criterion", "diffusion_lm", "--lr", "5e-3", "--max-update", 200,
-        "--disable-validation", "--save-dir", save)
+        "q_proj,k_proj,v_proj,o_proj", "--lora-adapters-only", "--criterion", "diffusion_lm", "--lr", "5e-3",
+        "--max-update", 200, "--disable-validation", "--save-dir", save)
     return save / "checkpoint_last.pt", llama_reverse, copy
 
 
@@ -181,19 +181,46 @@ def test_lora_adapts_the_model_to_a_new_task_and_leaves_its_weights_alone(lora_c
     from fairseq_dlm.models.lora import merge_lora
 
     ckpt, llama_reverse, copy = lora_copier
-    raw, save = copy.parent / "raw", ckpt.parent
-    m = _load(save / "checkpoint_last.pt", copy)
+    raw = copy.parent / "raw"
+    m = _load(ckpt, copy)
     before, after = _bleu(_load(llama_reverse, copy), raw), _bleu(m, raw)
     assert before < 20 and after >= 50, (before, after)
 
+    # the checkpoint holds the adapters and a fingerprint of the frozen weights, which come back from the base
     base = load_checkpoint_to_cpu(str(llama_reverse))["model"]
-    tuned = load_checkpoint_to_cpu(str(save / "checkpoint_last.pt"))["model"]
-    adapters = [k for k in tuned if ".lora_" in k]
-    assert adapters and {k.split(".self_attn.")[1].split(".")[0] for k in adapters} == {"q_proj", "k_proj", "v_proj",
-                                                                                           "o_proj"}
-    for key, value in tuned.items():
+    tuned = load_checkpoint_to_cpu(str(ckpt))["model"]
+    assert sorted({k.split(".self_attn.")[1].split(".")[0] for k in tuned if ".lora_" in k}) == ["k_proj", "o_proj",
+                                                                                                "q_proj", "v_proj"]
+    assert {k for k in tuned if ".lora_" not in k} == {"lora_base_fingerprint"}
+    assert ckpt.stat().st_size < 0.5 * llama_reverse.stat().st_size
+    for key, value in torch.nn.Module.state_dict(m.models[0]).items():  # the loaded model, base included
         if ".lora_" not in key:
             assert torch.equal(value, base[key.replace(".base_layer.", ".")]), key
+    from fairseq_dlm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist here"):  # the base moved: named, with the fix
+        _load(ckpt, copy, lora_base=str(tmp_path / "moved.pt"))
+    other = tmp_path / "other_base.pt"
+    state = load_checkpoint_to_cpu(str(llama_reverse))
+    state["model"]["hf.model.layers.0.self_attn.q_proj.weight"] = torch.randn_like(
+        state["model"]["hf.model.layers.0.self_attn.q_proj.weight"])
+    torch.save(state, other)
+    with pytest.raises(ConfigError, match="fingerprints differ"):
+        _load(ckpt, copy, lora_base=str(other))
+    # fairseq-train resumes a compact checkpoint (its frozen weights read back from the recorded base)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(ckpt.parent, resumed)
+    cli("train", copy, *REVERSE_TRAIN, "--max-tokens", 2000, "--arch", "llama_diffusion_tiny", "--attention-strategy",
+        "prefix_lm", "--lora", "--lora-rank", 8, "--lora-target-modules", "q_proj,k_proj,v_proj,o_proj",
+        "--lora-adapters-only", "--criterion", "diffusion_lm", "--lr", "5e-3", "--max-update", 205,
+        "--disable-validation", "--save-dir", resumed)
+    again = load_checkpoint_to_cpu(str(resumed / "checkpoint_last.pt"))
+    assert again["optimizer_history"][-1]["num_updates"] == 205
+    assert torch.equal(again["model"]["lora_base_fingerprint"], tuned["lora_base_fingerprint"])
+    # a random backbone cannot be read back: refused
+    proc = cli("train", copy, *REVERSE_TRAIN, "--arch", "llama_diffusion_tiny", "--lora", "--lora-adapters-only",
+               "--criterion", "diffusion_lm", "--max-update", 1, "--save-dir", tmp_path / "random", check=False)
+    assert proc.returncode != 0 and "--finetune-from-model CKPT" in proc.stderr and "Traceback" not in proc.stderr
 
     net = m.models[0]
     row = _masked_row(m, "reverse : a b c =", 3)
@@ -205,7 +232,7 @@ def test_lora_adapts_the_model_to_a_new_task_and_leaves_its_weights_alone(lora_c
     # scripts/export_hf.py --merge-lora: a plain HF LlamaForCausalLM directory with the same logits
     from fairseq_dlm.convert.export_hf import export_checkpoint
 
-    report = export_checkpoint(str(save / "checkpoint_last.pt"), str(tmp_path / "hf"), merge_lora=True)
+    report = export_checkpoint(str(ckpt), str(tmp_path / "hf"), merge_lora=True)
     assert report["max_positions"] == net.max_positions() and report["attention_strategy"] == "prefix_lm"
     assert report["lora_adapter"] is None and not (tmp_path / "hf" / "lora_adapter").exists()
     exported = _load(tmp_path / "hf", copy).models[0]
