@@ -3,7 +3,8 @@
 Loaded by fairseq with ``--user-dir fairseq_dlm``; it registers the task ``diffusion_lm`` (and
 ``diffusion_instruct``), the model ``xlmr_diffusion`` (+ arch presets), the criteria
 ``diffusion_lm``/``diffusion_length``, the optimizer ``torch_adamw``, the LR scheduler
-``log_warmup_constant`` and the scorer ``rouge`` (``fairseq-generate --scoring rouge``);
+``log_warmup_constant``, the scorer ``rouge`` (``fairseq-generate --scoring rouge``) and the BPE
+``hf_tokenizer`` (an HF ``tokenizer.json``);
 :class:`DiffusionLM` is the Python API (``DiffusionLM.from_pretrained(PATH).generate([...])``).
 
 Importing the package itself is light: the modules that need neither torch nor fairseq (text
@@ -33,6 +34,7 @@ def register() -> None:
     compat.install()
     errors.install_cli_hook()  # fairseq-* tools: a UserError is one line, not a stack trace
     from . import criterions, models, optim, tasks  # noqa: F401
+    from .data import hf_bpe  # noqa: F401  (--bpe hf_tokenizer)
     from .metrics import fairseq_scorers  # noqa: F401
 
 

@@ -26,9 +26,9 @@ What ``from_pretrained`` accepts (see :func:`fairseq_dlm.inference.locate`):
   temporary folder, kept while the object lives).
 
 The dictionary comes from ``data=``, else the checkpoint's folder (``dict.txt`` / ``dict.*.txt``),
-else the data folder the checkpoint was trained on; text is encoded with the SentencePiece model
-found the same way (``sentencepiece.bpe.model``), or split at whitespace when there is none (data
-that was encoded before binarizing).
+else the data folder the checkpoint was trained on; text is encoded with the subword model found
+the same way (``sentencepiece.bpe.model``, else an HF ``tokenizer.json``), or split at whitespace when
+there is none (data that was encoded before binarizing).
 """
 import logging
 from typing import Any, Dict, List, Optional, Sequence
@@ -49,7 +49,10 @@ class DiffusionLM(GeneratorHubInterface):
     """A loaded diffusion LM with its task, dictionary and tokenizer (see the module docstring)."""
 
     def __init__(self, cfg, task, models, spm_model: Optional[str] = None, keep: Any = None):
-        if spm_model:
+        if spm_model and str(spm_model).endswith(".json"):  # an HF tokenizer.json (data/subword.py)
+            with open_dict(cfg):
+                cfg.bpe = {"_name": "hf_tokenizer", "hf_tokenizer_json": spm_model}
+        elif spm_model:
             with open_dict(cfg):
                 cfg.bpe = {"_name": "sentencepiece", "sentencepiece_model": spm_model,
                            "sentencepiece_enable_sampling": False, "sentencepiece_alpha": None}

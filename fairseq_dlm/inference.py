@@ -16,6 +16,7 @@ from typing import Any, Iterator, List, Optional
 
 import torch
 
+from .data.subword import find_subword
 from .errors import ArgumentTypeError, UserError
 
 logger = logging.getLogger(__name__)
@@ -123,18 +124,20 @@ def add_model_arguments(parser, path_help: str = "checkpoint file or folder, con
                         help="folder with the dictionary when neither the checkpoint's folder nor its training data "
                              "folder has one")
     parser.add_argument("--spm-model", default=None,
-                        help=f"SentencePiece model to encode prompts (default: {SPM} found next to the dictionary, in "
-                             "the training data folder or the checkpoint's)")
+                        help=f"subword model to encode prompts: SentencePiece, or an HF tokenizer.json (default: {SPM} "
+                             "or tokenizer.json found next to the dictionary, in the training data folder or the "
+                             "checkpoint's)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load a checkpoint holding objects beyond fairseq's (unpickling can run code)")
 
 
 def find_spm_model(task, data: Optional[str], ckpt: str) -> Optional[str]:
-    """``sentencepiece.bpe.model`` in ``data``, the task's data folder or the checkpoint's folder,
-    else the task's configured ``spm_model``; None when there is none."""
+    """The subword model (``sentencepiece.bpe.model``, else an HF ``tokenizer.json``) in ``data``, the task's
+    data folder or the checkpoint's folder, else the task's configured ``spm_model``; None when there is none."""
     for folder in (data, getattr(task.cfg, "data", None), str(Path(ckpt).parent)):
-        if folder and os.path.isfile(os.path.join(folder, SPM)):
-            return os.path.join(folder, SPM)
+        found = find_subword(folder) if folder and os.path.isdir(folder) else None
+        if found:
+            return found
     configured = getattr(task.cfg, "spm_model", None)
     return configured if configured and os.path.isfile(configured) else None
 

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the Multi30k default 'train=train valid=val test=test_2016_flickr'; extra sets are valid1, "
                    "test1, ... e.g. test1=test_2017_flickr")
     p.add_argument("--spm-model", required=True,
-                   help="the backbone's SentencePiece model (XLM-R: sentencepiece.bpe.model)")
+                   help="the backbone's subword model: SentencePiece (XLM-R: sentencepiece.bpe.model; LLaMA: "
+                   "tokenizer.model) or an HF tokenizer.json (Qwen2's byte-level BPE)")
     p.add_argument("--full-dict", metavar="DICT", help="keep this full fairseq dictionary (e.g. XLM-R's dict.txt, "
                    "passed as --srcdict) instead of pruning to the training pieces")
     p.add_argument("--template", help="source prompt with {src} (and optionally {src_lang}/{tgt_lang}); default: "

@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 DIFFUSION_CONFIG = "diffusion_config.json"
 SPM_FILE = "sentencepiece.bpe.model"
+HF_TOKENIZER_FILE = "tokenizer.json"
 EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", SPM_FILE, "dict.txt",
                 LENGTH_HEAD_FILE, DIFFUSION_CONFIG, ADAPTER_DIR)
@@ -138,12 +139,15 @@ def load_model(ckpt: str, data: str, spm_model: Optional[str]):
 
 
 def find_spm(cfg: dict, task, data: str, spm_model: Optional[str]) -> Optional[str]:
-    """The SentencePiece model of the data: ``--spm-model``, the task's, ``DATA/``'s or fairseq's ``--bpe``'s."""
+    """The subword model of the data (SentencePiece, or an HF ``tokenizer.json``): ``--spm-model``, the
+    task's, ``DATA/``'s or fairseq's ``--bpe``'s."""
     if spm_model:
         return spm_model  # checked by export_checkpoint before anything is loaded
     bpe = cfg.get("bpe") or {}
     candidates = [getattr(task.cfg, "spm_model", None), os.path.join(data, SPM_FILE),
-                  bpe.get("sentencepiece_model") if bpe.get("_name") == "sentencepiece" else None]
+                  os.path.join(data, HF_TOKENIZER_FILE),
+                  bpe.get("sentencepiece_model") if bpe.get("_name") == "sentencepiece" else None,
+                  bpe.get("hf_tokenizer_json") if bpe.get("_name") == "hf_tokenizer" else None]
     return next((c for c in candidates if c and os.path.isfile(c)), None)
 
 
@@ -156,18 +160,31 @@ def spm_pieces(spm_model: str) -> List[Tuple[str, float]]:
     return [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
 
 
+def _is_json(path: Optional[str]) -> bool:
+    return bool(path) and str(path).endswith(".json")
+
+
 def vocabulary_kind(symbols: List[str], spm_model: Optional[str], tied: bool) -> str:
-    """``full`` (every piece of the SentencePiece model, XLM-R's order; or the model's own vocabulary
-    when there is no SentencePiece model and the LM head is tied) or ``pruned``."""
+    """``full`` (every piece of the SentencePiece model, XLM-R's order, or every token of a tokenizer.json;
+    or the model's own vocabulary when there is no subword model and the LM head is tied) or ``pruned``."""
     if spm_model is None:
         return "full" if tied else "pruned"
+    if _is_json(spm_model):
+        from ..data.subword import TokenizerJson
+
+        return "full" if set(symbols[len(SPECIALS):-1]) >= set(TokenizerJson(spm_model).vocabulary()) else "pruned"
     pieces = [p for p, _ in spm_pieces(spm_model)[3:]]
     return "full" if symbols[len(SPECIALS):-1] == pieces else "pruned"
 
 
 def check_spm_fits(symbols: List[str], spm_model: str) -> None:
-    """Refuse a SentencePiece model that does not know most dictionary symbols (another vocabulary)."""
-    known = {p for p, _ in spm_pieces(spm_model)}
+    """Refuse a subword model that does not know most dictionary symbols (another vocabulary)."""
+    if _is_json(spm_model):
+        from ..data.subword import TokenizerJson
+
+        known = set(TokenizerJson(spm_model).vocab)
+    else:
+        known = {p for p, _ in spm_pieces(spm_model)}
     words = [s for s in symbols[len(SPECIALS):-1] if not s.startswith("madeupword")]
     unknown = [s for s in words if s not in known]
     if words and len(unknown) > 0.1 * len(words):
@@ -198,6 +215,36 @@ def sentencepiece_tokenizer(symbols: List[str], spm_model: str):
     spec["model"]["unk_id"] = symbols.index("<unk>")
     spec["added_tokens"] = _added_tokens(symbols)
     return _wrap(Tokenizer.from_str(json.dumps(spec)), xlmr=True)
+
+
+def bpe_json_tokenizer(symbols: List[str], path: str):
+    """The HF tokenizer of ``path`` (a BPE ``tokenizer.json``, e.g. byte-level) re-keyed to the dictionary:
+    the same merges and segmentation, each token's id its dictionary index, ``<s> … </s>`` around a
+    sequence.  The dictionary must hold every token (BPE segments through intermediate tokens):
+    ``prepare_translation.py`` writes such a dictionary for a tokenizer.json."""
+    from tokenizers import Tokenizer, processors
+
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE":
+        raise ExportError(f"{path} is a {model.get('type')} tokenizer.json; only BPE ones (e.g. byte-level BPE) are "
+                          "exported with the dictionary's ids; pass --spm-model with a SentencePiece model, or none")
+    index = {s: i for i, s in enumerate(symbols)}
+    dropped = [t for t in model.get("vocab") or {} if t not in index]
+    if dropped:
+        raise ExportError(f"the dictionary lacks {len(dropped)} tokens of {path} (e.g. {', '.join(dropped[:4])}): a "
+                          "pruned dictionary, through whose gaps BPE cannot segment; prepare the data with the "
+                          "tokenizer's whole vocabulary (prepare_translation.py does so for a tokenizer.json)")
+    model["vocab"] = index
+    model["unk_token"] = "<unk>"
+    spec["added_tokens"] = _added_tokens(symbols)
+    spec["post_processor"] = None
+    tok = Tokenizer.from_str(json.dumps(spec))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", index["<s>"]), ("</s>", index["</s>"])])
+    return _wrap(tok, xlmr=False)
 
 
 def whitespace_tokenizer(symbols: List[str]):
@@ -235,9 +282,12 @@ def save_tokenizer(tokenizer, out_dir: str, max_positions: int, xlmr: bool) -> N
 
 
 def make_tokenizer(symbols: List[str], spm_model: Optional[str], ckpt: str, data: str):
-    """``(tokenizer, "sentencepiece" | "whitespace")`` for the dictionary ``symbols`` (see the module docstring)."""
+    """``(tokenizer, "sentencepiece" | "hf_tokenizer" | "whitespace")`` for the dictionary ``symbols`` (see the
+    module docstring)."""
     if spm_model is not None:
         check_spm_fits(symbols, spm_model)
+        if _is_json(spm_model):
+            return bpe_json_tokenizer(symbols, spm_model), "hf_tokenizer"
         return sentencepiece_tokenizer(symbols, spm_model), "sentencepiece"
     logger.warning("no SentencePiece model known for %s (no --spm-model, task spm_model, %s or --bpe "
                    "sentencepiece): the exported tokenizer maps whitespace-separated dictionary symbols "
@@ -358,10 +408,10 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
             separate_untied_bias(hf)
         hf.save_pretrained(stage)
         check_saved_weights(stage, hf)
-        save_tokenizer(tokenizer, stage, model.max_positions(), xlmr=spm is not None)
+        save_tokenizer(tokenizer, stage, model.max_positions(), xlmr=kind == "sentencepiece")
         with open(os.path.join(stage, "dict.txt"), "w", encoding="utf-8") as f:
             f.writelines(dictionary_lines(task.dictionary, ExportError))
-        if spm is not None:
+        if spm is not None and not _is_json(spm):
             shutil.copy(spm, os.path.join(stage, SPM_FILE))
         sizes = None
         if model.length_head is not None:

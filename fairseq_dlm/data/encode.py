@@ -1,7 +1,8 @@
 """Raw text → token ids of the backbone's vocabulary, and fitting an example into the positions.
 
-Instruction data (jsonl) is tokenised on the fly with the backbone's SentencePiece model and a
-fairseq dictionary of its pieces (XLM-R's full ``dict.txt``: ids equal the HF ids).
+Instruction data (jsonl) is tokenised on the fly with the backbone's subword model (SentencePiece, or
+an HF ``tokenizer.json``: :mod:`.subword`) and a fairseq dictionary of its pieces (XLM-R's full
+``dict.txt``: ids equal the HF ids).
 """
 import logging
 import os
@@ -10,26 +11,25 @@ from typing import Optional, Tuple
 import torch
 
 from ..errors import MissingFileError
+from .subword import load_subword
 
 logger = logging.getLogger(__name__)
 
 
 class PieceEncoder:
-    """``encode(text) -> [n+1]`` long ids (pieces, then ``</s>``) with a SentencePiece model."""
+    """``encode(text) -> [n+1]`` long ids (pieces, then ``</s>``) with the backbone's subword model."""
 
     def __init__(self, spm_model: str, dictionary):
         if not os.path.isfile(spm_model):
             raise MissingFileError(
-                f"no SentencePiece model at {spm_model}: copy the backbone's sentencepiece.bpe.model there, or "
-                "pass --spm-model PATH"
+                f"no subword model at {spm_model}: copy the backbone's sentencepiece.bpe.model (or its HF "
+                "tokenizer.json) there, or pass --spm-model PATH"
             )
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_file=spm_model)
+        self.subword = load_subword(spm_model)
         self.dictionary = dictionary
 
     def encode(self, text: str) -> torch.Tensor:
-        pieces = self.sp.encode(text, out_type=str)
+        pieces = self.subword.pieces(text)
         return self.dictionary.encode_line(" ".join(pieces), add_if_not_exist=False, append_eos=True).long()
 
 

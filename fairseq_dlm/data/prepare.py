@@ -2,8 +2,9 @@
 
 raw parallel text (plain or .gz) → normalisation (NFC, whitespace stripped and collapsed; pairs
 with an empty or invisible-only side are dropped and counted) → the prompt template on the source
-side (SPEC §2.3) → SentencePiece pieces of the backbone's model → ``fairseq-preprocess
---joined-dictionary`` (pruned dictionary, or ``--srcdict`` with ``--full-dict``) → an output folder
+side (SPEC §2.3) → pieces of the backbone's subword model (SentencePiece, or an HF tokenizer.json) →
+``fairseq-preprocess --joined-dictionary`` (pruned dictionary, or ``--srcdict`` with ``--full-dict`` or,
+for a tokenizer.json, its whole vocabulary) → an output folder
 holding ``dict.{src,tgt}.txt`` (identical), ``{split}.{src}-{tgt}.{src|tgt}.{bin,idx}``, a README.md
 recording the command, counts and template, and (unless ``keep_intermediate`` is off) the
 normalised text in ``text/`` and its pieces in ``spm/``.
@@ -41,6 +42,7 @@ MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/t
 README_MARKER = "written by scripts/prepare_translation.py"
 SPLIT_NAME = re.compile(r"^(train|valid|test)(\d*)$")
 SUMMARY_LINE = re.compile(r"\[(\S+)\] spm/(\S+)\.\1: (\d+) sents, (\d+) tokens(?:, ([0-9.eE+-]+)% replaced)?")
+VOCABULARY_DICT = "dict.vocabulary.txt"  # an HF tokenizer.json's whole vocabulary, the --srcdict of its data
 CHUNK = 10000  # pairs encoded per SentencePiece call
 MAX_LISTED_DROPS = 5
 
@@ -49,7 +51,8 @@ MAX_LISTED_DROPS = 5
 class TranslationPrep:
     """What to prepare (the flags of ``scripts/prepare_translation.py``, which takes its defaults here)."""
 
-    spm_model: Optional[str] = field(default=None, metadata={"help": "the backbone's SentencePiece model"})
+    spm_model: Optional[str] = field(default=None, metadata={"help": "the backbone's subword model: SentencePiece "
+                                                                     "(*.model) or an HF tokenizer.json"})
     raw_dir: Optional[str] = field(default=None, metadata={"help": "folder with <prefix>.<lang>[.gz] files"})
     src: str = field(default="de", metadata={"help": "source language code (file suffix)"})
     tgt: str = field(default="en", metadata={"help": "target language code (file suffix)"})
@@ -213,22 +216,28 @@ def iter_pairs(src_file: Path, tgt_file: Path, limit: int) -> Iterator[Tuple[int
 
 # ------------------------------------------------------------------------------ SentencePiece
 def load_spm(path: str):
-    """The SentencePiece processor of the backbone (``sentencepiece.bpe.model`` for XLM-R)."""
+    """The backbone's subword model (:mod:`.subword`: XLM-R's ``sentencepiece.bpe.model``, or an HF
+    ``tokenizer.json`` such as Qwen2's byte-level BPE)."""
     if not path or not Path(path).is_file():
-        raise PrepareError(f"SentencePiece model not found: {path}; pass --spm-model with the backbone's model, "
-                           "e.g. XLMR_DIR/sentencepiece.bpe.model")
-    import sentencepiece as spm
+        raise PrepareError(f"subword model not found: {path}; pass --spm-model with the backbone's model, "
+                           "e.g. XLMR_DIR/sentencepiece.bpe.model or QWEN_DIR/tokenizer.json")
+    from .subword import SubwordError, load_subword
 
     try:
-        return spm.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as e:
-        raise PrepareError(f"cannot load SentencePiece model {path} ({e})") from e
+        return load_subword(str(path))
+    except SubwordError as e:
+        raise PrepareError(str(e)) from None
+
+
+def subword_file_name(path: str) -> str:
+    """The name the output folder keeps the subword model under (where inference looks for it)."""
+    return "tokenizer.json" if str(path).endswith(".json") else "sentencepiece.bpe.model"
 
 
 def encode_chunk(sp, pairs, stats, out_files, workers: int) -> None:
     """Encode ``[(line, prompted src, tgt)]``; write text and pieces; drop pairs without pieces."""
-    pieces_src = sp.encode([s for _, s, _ in pairs], out_type=str, num_threads=workers)
-    pieces_tgt = sp.encode([t for _, _, t in pairs], out_type=str, num_threads=workers)
+    pieces_src = sp.pieces_batch([s for _, s, _ in pairs], workers)
+    pieces_tgt = sp.pieces_batch([t for _, _, t in pairs], workers)
     text_src, text_tgt, spm_src, spm_tgt = out_files
     for (line, s, t), ps, pt in zip(pairs, pieces_src, pieces_tgt):
         if not ps or not pt:
@@ -363,6 +372,8 @@ def write_readme(work: Path, a, command: str, template: str, stats: Dict[str, Sp
                  preprocess_args: List[str], dict_size: int) -> None:
     """Record how the folder was made: command, normalisation, template, counts, dictionary."""
     dictionary = (f"full dictionary `{a.full_dict}` (`--srcdict`, ids unchanged)" if a.full_dict else
+                  f"the whole vocabulary of the tokenizer (`{VOCABULARY_DICT}`, `--srcdict`)"
+                  if (work / VOCABULARY_DICT).is_file() else
                   "pruned: the pieces of the training text (`--joined-dictionary`; padded to a multiple of 8 "
                   "with `madeupword*` symbols)")
     rows = "\n".join(
@@ -403,7 +414,7 @@ Pass the same string to `fairseq-interactive --prompt-template`. Targets are the
 Dropped pairs (first {MAX_LISTED_DROPS} per split, 1-based raw line numbers):
 {drops or "* none"}
 
-## SentencePiece and dictionary
+## Subword model and dictionary
 
 * model: `{a.spm_model}` (sha256 `{sha256(a.spm_model)}`), pieces written as text
 * dictionary: {dictionary}; {dict_size} symbols with `<s> <pad> </s> <unk>`; `dict.{a.src}.txt` = `dict.{a.tgt}.txt`
@@ -414,7 +425,7 @@ Dropped pairs (first {MAX_LISTED_DROPS} per split, 1-based raw line numbers):
 ## Files
 
 * `dict.{a.src}.txt`, `dict.{a.tgt}.txt`; `{{split}}.{a.src}-{a.tgt}.{{{a.src},{a.tgt}}}.{{bin,idx}}`; `preprocess.log`;
-  `sentencepiece.bpe.model` (a copy of the model above, to encode prompts at inference)
+  `{subword_file_name(a.spm_model)}` (a copy of the model above, to encode prompts at inference)
 {intermediate}
 """
     (work / "README.md").write_text(text, encoding="utf-8")
@@ -505,13 +516,19 @@ def prepare(a: TranslationPrep, command: str) -> Tuple[Path, Dict[str, SplitStat
         (work / "spm").mkdir()
         for s in stats.values():
             prepare_split(s, sp, template, work, a.src, a.tgt, a.max_train if s.split == "train" else None, a.workers)
-        args = preprocess_command(list(stats), a.src, a.tgt, a.full_dict, a.workers)
+        full_dict = a.full_dict
+        if full_dict is None and sp.kind == "hf_tokenizer":
+            # BPE segments through intermediate tokens the text never shows: a pruned dictionary would break
+            # the exported tokenizer (convert/export_hf.py), so the whole vocabulary is the dictionary
+            (work / VOCABULARY_DICT).write_text("".join(f"{t} 1\n" for t in sp.vocabulary()), encoding="utf-8")
+            full_dict = str(work / VOCABULARY_DICT)
+        args = preprocess_command(list(stats), a.src, a.tgt, full_dict, a.workers)
         logger.info("running fairseq-preprocess %s (in the output folder)", shlex.join(args))
         output = run_preprocess(args, work)
-        check_binarized(output, stats, a.src, a.tgt, bool(a.full_dict))
+        check_binarized(output, stats, a.src, a.tgt, bool(full_dict))
         dict_size = dictionary_size(work / f"dict.{a.src}.txt")
         # the model that encoded the pieces, where DiffusionLM and fairseq-dlm-demo look for it at inference
-        shutil.copyfile(a.spm_model, work / "sentencepiece.bpe.model")
+        shutil.copyfile(a.spm_model, work / subword_file_name(a.spm_model))
         write_readme(work, a, command, template, stats, args, dict_size)
         finalize_output(work, out, a.keep_intermediate)
     finally:
@@ -524,13 +541,16 @@ def summary(out: Path, stats: Dict[str, SplitStats], dict_size: int, full_dict: 
     """Pairs per split, dictionary size and output folder: the table the script prints."""
     rows = [f"{'split':<8} {'raw':>8} {'read':>8} {'dropped':>8} {'pairs':>8}"]
     rows += [f"{s.split:<8} {s.raw:>8} {s.used:>8} {s.dropped:>8} {s.kept:>8}" for s in stats.values()]
-    kind = f"full, {full_dict}" if full_dict else "joined, pruned to the training pieces"
+    kind = (f"full, {full_dict}" if full_dict else
+            "the tokenizer's whole vocabulary" if (out / VOCABULARY_DICT).is_file() else
+            "joined, pruned to the training pieces")
     return "\n".join(rows + [f"dictionary: {dict_size} symbols ({kind})", f"output: {out}"])
 
 
 def add_corpus_arguments(p: argparse.ArgumentParser, default_out: str) -> None:
     """The options that the corpus scripts (prepare_iwslt14/wmt14/gigaword.py) pass on to :func:`main`."""
-    p.add_argument("--spm-model", required=True, help="the backbone's sentencepiece.bpe.model")
+    p.add_argument("--spm-model", required=True,
+                   help="the backbone's subword model: sentencepiece.bpe.model, or an HF tokenizer.json")
     p.add_argument("--full-dict", help="the backbone's dict.txt (XLM-R's full dictionary); default: pruned")
     p.add_argument("--out-dir", default=default_out, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers and SentencePiece threads")

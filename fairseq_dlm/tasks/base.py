@@ -99,7 +99,8 @@ class DiffusionTaskConfig(DiffusionGenerationConfig):
     )
     eval_post_process: Optional[str] = field(
         default=None,
-        metadata={"help": "detokenize hypotheses and references before scoring, e.g. sentencepiece"},
+        metadata={"help": "detokenize hypotheses and references before scoring: sentencepiece, or hf_tokenizer (the "
+                          "decoder of the data folder's tokenizer.json)"},
     )
     eval_print_samples: bool = field(
         default=False, metadata={"help": "log one hypothesis and its reference per validation batch"}
@@ -138,8 +139,17 @@ class DiffusionTask(FairseqTask):
             return None
         if cfg.eval_metric not in available_metrics():
             raise ConfigError(f"--eval-metric {cfg.eval_metric!r} is not a metric; known: {', '.join(available_metrics())}")
+        post_process = cfg.eval_post_process
+        if post_process == "hf_tokenizer":
+            from ..data.subword import TokenizerJson
+
+            path = os.path.join(str(cfg.data).split(os.pathsep)[0], "tokenizer.json")
+            if not os.path.isfile(path):
+                raise ConfigError(f"--eval-post-process hf_tokenizer needs the data folder's tokenizer.json ({path} "
+                                  "does not exist): prepare the data with --spm-model PATH/tokenizer.json")
+            post_process = TokenizerJson(path).detokenize
         return ValidationScorer(cfg.eval_metric, cfg.eval_metric_options, cfg.eval_args,
-                                cfg.eval_post_process, cfg.eval_print_samples)
+                                post_process, cfg.eval_print_samples)
 
     @property
     def source_dictionary(self):

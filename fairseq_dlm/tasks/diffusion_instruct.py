@@ -26,6 +26,7 @@ from fairseq.tasks import register_task
 from ..checkpoints import checkpoint_to_restore, read_checkpoint
 from ..data import PromptResponseDataset
 from ..data.encode import PieceEncoder, fit_example
+from ..data.subword import find_subword
 from ..data.jsonl_mixture import JsonlMixture
 from ..errors import ConfigError, MissingFileError
 from ..metrics.evalfiles import read_eval_jsonl
@@ -48,7 +49,8 @@ class DiffusionInstructConfig(DiffusionTaskConfig):
         default=10000, metadata={"help": "examples per virtual epoch drawn from the mixture (streamed)"}
     )
     spm_model: Optional[str] = field(
-        default=None, metadata={"help": "the backbone's SentencePiece model (default: DATA/sentencepiece.bpe.model)"}
+        default=None, metadata={"help": "the backbone's subword model: a SentencePiece model or an HF tokenizer.json "
+                                        "(default: DATA/sentencepiece.bpe.model, else DATA/tokenizer.json)"}
     )
     dict: Optional[str] = field(
         default=None, metadata={"help": "fairseq dictionary of its pieces, XLM-R's full dict.txt (default: DATA/dict.txt)"}
@@ -63,7 +65,8 @@ class DiffusionInstructTask(DiffusionTask):
 
     def __init__(self, cfg: DiffusionInstructConfig, dictionary):
         super().__init__(cfg, dictionary)
-        self.encoder = PieceEncoder(cfg.spm_model or os.path.join(cfg.data, "sentencepiece.bpe.model"), dictionary)
+        self.encoder = PieceEncoder(cfg.spm_model or find_subword(cfg.data)
+                                    or os.path.join(cfg.data, "sentencepiece.bpe.model"), dictionary)
         self._mixture: Optional[JsonlMixture] = None
         self._positions = {}  # epoch -> mixture position at its start (this process)
 

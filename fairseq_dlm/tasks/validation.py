@@ -31,7 +31,8 @@ class ValidationScorer:
         name: a registered metric (``fairseq_dlm.metrics.available_metrics()``).
         options: JSON of the metric's options, e.g. ``{"tokenize": "intl"}``.
         generation: JSON of generation args (``{"iter_decode_max_iter": 10}``); oracle length is on.
-        post_process: ``Dictionary.string`` post-processing, e.g. ``sentencepiece``.
+        post_process: ``Dictionary.string`` post-processing, e.g. ``sentencepiece``; or a callable
+            ``pieces -> text`` (an HF tokenizer.json's decoder, :mod:`fairseq_dlm.data.subword`).
         print_samples: log the first hypothesis/reference pair of every batch.
     """
 
@@ -51,6 +52,8 @@ class ValidationScorer:
 
         def decode(tokens, unk):
             # <unk> would be split by BLEU's tokenizer into matching pieces: spell it apart
+            if callable(self.post_process):
+                return self.post_process(dictionary.string(tokens.int().cpu(), None, unk_string=unk).split())
             return dictionary.string(tokens.int().cpu(), self.post_process, unk_string=unk)
 
         hyps = [decode(h[0]["tokens"], "UNKNOWNTOKENINHYP") for h in hypos]

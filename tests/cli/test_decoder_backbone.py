@@ -166,9 +166,9 @@ def lora_copier(llama_reverse, reverse_data, tmp_path_factory):
                       "--srcdict", reverse_data / "dict.src.txt")
     save = tmp / "lora"
     cli("train", copy, *REVERSE_TRAIN, "--max-tokens", 2000, "--arch", "llama_diffusion_tiny",
-        "--attention-strategy", "prefix_lm", "--finetune-from-model", llama_reverse, "--lora", "--lora-rank", 8, "--lora-target-modules",
-        "q_proj,k_proj,v_proj,o_proj", "--lora-adapters-only", "--criterion", "diffusion_lm", "--lr", "5e-3",
-        "--max-update", 200, "--disable-validation", "--save-dir", save)
+        "--attention-strategy", "prefix_lm", "--finetune-from-model", llama_reverse, "--lora", "--lora-rank", 8,
+        "--lora-target-modules", "q_proj,k_proj,v_proj,o_proj", "--lora-adapters-only", "--criterion", "diffusion_lm",
+        "--lr", "5e-3", "--max-update", 200, "--disable-validation", "--save-dir", save)
     return save / "checkpoint_last.pt", llama_reverse, copy
 
 
