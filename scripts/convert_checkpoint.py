@@ -65,6 +65,7 @@ def run(args) -> str:
                              cache_dir=args.cache_dir, step=args.step, overwrite=args.overwrite,
                              base_model=args.base_model)
         lora = f", LoRA r={r['lora']['r']} on {','.join(r['lora']['target_modules'])}" if r.get("lora") else ""
+        lora += f", {r['weights_dtype']} weights (loaded as float32)" if r.get("half_precision") else ""
         return (f"wrote {args.out}/checkpoint.pt: {r['backbone']} ({r['model_type']}, {r['layers']} × {r['hidden']}, "
                 f"vocabulary {r['vocabulary']}, {'tied' if r['tied_lm_head'] else 'untied'} LM head, "
                 f"{'with a' if r['length_head'] else 'no'} length head{lora}) from {r['checkpoint']}")

@@ -78,7 +78,7 @@ def read_backbone(src: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
     ``AutoModelForCausalLM``); no key may be missing."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    from ..models.decoder_backbone import is_decoder_type
+    from ..backbones import is_decoder_type
 
     auto = AutoModelForCausalLM if is_decoder_type(AutoConfig.from_pretrained(src).model_type) else AutoModelForMaskedLM
     hf, info = auto.from_pretrained(src, output_loading_info=True, dtype=torch.float32)

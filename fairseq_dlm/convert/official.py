@@ -352,10 +352,6 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
     is_llama = llama.is_llama_release(args_model)
     if is_llama:
         llama.check_attention(args_model, args_path)
-    elif args_model.get("attention_strategy", "full") != "full" or args_model.get("prefix_lm"):
-        raise OfficialCheckpointError(f"{args_path}: attention_strategy "
-                                      f"{args_model.get('attention_strategy', 'prefix_lm')!r} is not supported yet "
-                                      "(only full attention; the released models use it)")
     named = (args_model.get("pretrained") or args_model.get("config") or "").rstrip("/")
     adapter = lora.read_adapter(ckpt_dir) if lora.adapter_file(ckpt_dir) else None
     release = Release(args_path, ckpt_dir, found_step, args_model, named, find_base(base_model, named, cache_dir),
@@ -369,6 +365,7 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
         parts.report["lora"] = {k: adapter["config"].get(k) for k in ("r", "lora_alpha", "target_modules", "bias")}
         parts.report["base_model"] = release.base_dir
     hf_config = parts.hf_config
+    parts.report.update(weights_dtype_report(parts.state))
     report = {"source": os.path.abspath(src), "checkpoint": str(ckpt_dir.name), "step": found_step,
               "backbone": hf_config.get("_name_or_path") or named, "model_type": hf_config["model_type"],
               "layers": hf_config["num_hidden_layers"], "hidden": hf_config["hidden_size"],
@@ -379,6 +376,23 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
                 report["backbone"], report["layers"], report["hidden"], "tied" if parts.tied else "untied",
                 "with" if parts.length_head else "no", ", LoRA adapters kept" if adapter else "", out_dir, CHECKPOINT)
     return report
+
+
+def weights_dtype_report(state: Dict[str, torch.Tensor]) -> dict:
+    """``weights_dtype`` (the floating dtype of most parameters as saved) and, for bf16/fp16 weights, how
+    they load (float32, an exact upcast) and how to decode in that precision as the official evaluation does."""
+    sizes: Dict[str, int] = {}
+    for value in state.values():
+        if torch.is_floating_point(value):
+            name = str(value.dtype).replace("torch.", "")
+            sizes[name] = sizes.get(name, 0) + value.numel()
+    dtype = max(sizes, key=sizes.get) if sizes else "float32"
+    out = {"weights_dtype": dtype}
+    if dtype in ("bfloat16", "float16"):
+        out["half_precision"] = (f"saved in {dtype}; loaded as float32 (an exact upcast). To decode in {dtype} as "
+                                 "the official evaluation does: scripts/eval_instruct.py --bf16, fairseq-generate "
+                                 "--autocast-bf16, or DiffusionLM.from_pretrained(...).models[0].to(torch.bfloat16)")
+    return out
 
 
 def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str], cache_dir: Optional[str]) -> Parts:
@@ -401,6 +415,9 @@ def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str
                          base_dir=release.base_dir)
     lines = full_dictionary_lines(str(spm))
     symbols_count = 4 + len(lines) + 1  # fairseq's specials, the pieces, <mask>
+    report = {}
+    if hf_config["model_type"] == "xlm-roberta-xl" and hf_config["vocab_size"] > symbols_count:
+        report["dropped_rows"] = drop_padding_rows(state, hf_config, symbols_count)
     if symbols_count != hf_config["vocab_size"]:
         raise OfficialCheckpointError(
             f"{spm} gives a dictionary of {symbols_count} symbols but the weights of {source} have "
@@ -409,7 +426,41 @@ def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str
     arch = PRESET_ARCHS.get(os.path.basename(hf_config.get("_name_or_path", "")), "xlmr_diffusion_base")
     if hf_config["model_type"] == "xlm-roberta-xl" and arch in ("xlmr_diffusion_base", "xlmr_diffusion_large"):
         arch = "xlmr_diffusion_xl"
-    return Parts(state, hf_config, lines, spm, arch, has_length, tied)
+    flags, attention = xlmr_attention(release.args_model, release.args_path)
+    return Parts(state, hf_config, lines, spm, arch, has_length, tied, flags, dict(report, **attention))
+
+
+def drop_padding_rows(state: Dict[str, torch.Tensor], hf_config: dict, keep: int) -> dict:
+    """XLM-R XL/XXL carry more vocabulary rows than their tokenizer has tokens (250,880 for 250,002: the
+    official code never resizes them): keep the first ``keep`` rows (HF id = dictionary index) of the
+    embedding and the LM head.  The rows left out are never a target and have no token; the logits over
+    the vocabulary are the official ones (each row's logit is its own dot product)."""
+    rows = hf_config["vocab_size"]
+    for key in ("hf.roberta.embeddings.word_embeddings.weight", "hf.lm_head.decoder.weight", "hf.lm_head.bias",
+                "hf.lm_head.decoder.bias"):
+        if key in state:
+            state[key] = state[key][:keep]
+    hf_config["vocab_size"] = keep
+    logger.info("left out the %d vocabulary rows past the tokenizer's %d tokens (HF ids %d-%d, XLM-R XL/XXL padding)",
+                rows - keep, keep, keep, rows - 1)
+    return {"count": rows - keep, "hf_ids": [keep, rows - 1],
+            "why": "XLM-R XL/XXL pad the vocabulary past the tokenizer's tokens; those rows have no token"}
+
+
+def xlmr_attention(args_model: dict, args_path: Path) -> Tuple[List[str], dict]:
+    """The attention an XLM-R run was trained with, from what the official forward reads: ``prefix_lm``
+    only (its ``attention_strategy`` is never consulted for XLM-R).  With ``prefix_lm`` the prompt rows
+    (``partial_mask``: ``<s>`` and the prompt) attend to the prompt, the others to every token, masked with
+    −inf by XLM-R's extended mask: the plugin's ``--attention-strategy prefix_lm`` (tested logits)."""
+    strategy = args_model.get("attention_strategy", "full")
+    if args_model.get("prefix_lm"):
+        return ["--attention-strategy", "prefix_lm"], {"attention": "prefix_lm"}
+    report = {"attention": "full"}
+    if strategy not in (None, "full"):
+        report["attention_note"] = (f"args.json's attention_strategy {strategy!r} is not read by the official XLM-R "
+                                    "forward (prefix_lm is false): the model was trained with full attention")
+        logger.info("%s: %s", args_path, report["attention_note"])
+    return [], report
 
 
 def _write(out_dir: str, parts: Parts, args_path: Path, report: dict, source: str) -> None:

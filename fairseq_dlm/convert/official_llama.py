@@ -161,7 +161,7 @@ def hf_config(config_dir: str, state: Dict[str, torch.Tensor], symbols: int, sou
     """The base model's config (``config_dir``) checked against the weights, re-keyed to the dictionary."""
     from transformers import AutoConfig
 
-    from ..models.decoder_backbone import is_decoder_type
+    from ..backbones import is_decoder_type
 
     config = AutoConfig.from_pretrained(config_dir).to_dict()
     layers = {int(k.split(".")[3]) for k in state if k.startswith("hf.model.layers.")}

@@ -31,10 +31,9 @@ def full_dictionary_lines(spm_model: str) -> List[str]:
 
     With fairseq's four specials in front and ``<mask>`` appended, dictionary index ``i`` is the HF
     XLM-R tokenizer's id ``i`` (``<s> <pad> </s> <unk>``, piece ``k ≥ 3`` → ``k + 1``, ``<mask>`` last)."""
-    import sentencepiece
+    from .subword import SentencePieceModel
 
-    sp = sentencepiece.SentencePieceProcessor(model_file=spm_model)
-    return [f"{sp.id_to_piece(i)} 1\n" for i in range(3, sp.get_piece_size())]
+    return [f"{piece} 1\n" for piece in SentencePieceModel(spm_model).vocabulary()]
 
 
 def dictionary_lines(dictionary, error=ValueError) -> List[str]:

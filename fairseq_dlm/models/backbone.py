@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MissingFileError
-from .decoder_backbone import is_decoder_type
+from ..backbones import is_decoder_type
 from .lora import ADAPTER_DIR
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 

@@ -20,13 +20,6 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-DECODER_TYPES = ("llama", "qwen2", "mistral")
-
-
-def is_decoder_type(model_type: str) -> bool:
-    return str(model_type) in DECODER_TYPES
-
-
 def _hf():
     import transformers
 

@@ -19,7 +19,7 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 
 from ..errors import ConfigError
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
-from .decoder_backbone import DECODER_TYPES, is_decoder_type
+from ..backbones import DECODER_TYPES, is_decoder_type
 from .length_head import LengthHead
 from .lora import LORA_BIAS, add_lora, has_lora
 from .lora_checkpoint import FINGERPRINT_KEY, fingerprint, frozen_keys, read_base
@@ -218,6 +218,12 @@ class XLMRDiffusionModel(BaseFairseqModel):
         super().train(mode)
         if self.cfg.freeze_backbone:
             self.hf.eval()  # a frozen backbone gives the length head deterministic features
+        return self
+
+    def eval(self):
+        """Evaluation mode; returns the module, also after fairseq's ``make_generation_fast_`` (which
+        replaces ``train`` with a function returning None, what ``nn.Module.eval`` would return)."""
+        self.train(False)
         return self
 
     @property

@@ -12,7 +12,6 @@ from typing import Dict, List, Optional
 
 from .checkpoint_choice import resolve_checkpoint
 from .flags import FlagError, positive_int
-from ..data.dictionary import full_dictionary_lines
 from .settings import (arch_for, ds_config_flags, fix_direction, resolve_pretrained,
                        split_extra)
 
@@ -165,29 +164,36 @@ def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
             *precision, *_device(cuda, notes), *extra["rest"]]
 
 
+# a backbone folder's subword model, in the order looked for: XLM-R's, LLaMA's SentencePiece, an HF tokenizer.json
+BACKBONE_SUBWORD_FILES = ("sentencepiece.bpe.model", "tokenizer.model", "tokenizer.json")
+
+
 def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: str, notes: List[str]) -> List[str]:
     """``--spm-model``/``--dict`` for ``--task diffusion_instruct`` when DATA lacks them: the backbone's
-    ``sentencepiece.bpe.model`` and ``dict.txt`` (written into ``output_dir`` from the SentencePiece
-    model, XLM-R's convention, when the HF directory has none)."""
+    subword model (:data:`BACKBONE_SUBWORD_FILES`) and ``dict.txt`` (written into ``output_dir`` from the
+    subword model's vocabulary, XLM-R's convention for a SentencePiece model, when the HF directory has none)."""
+    from ..data.subword import SUBWORD_FILES, load_subword
+
     data = Path(data_path)
     if not data.is_dir():
         raise FlagError(f"--data_path={data_path} is not a folder of jsonl shards")
-    if (data / "sentencepiece.bpe.model").is_file() and (data / "dict.txt").is_file():
+    if (data / "dict.txt").is_file() and any((data / f).is_file() for f in SUBWORD_FILES):
         return []
     if not pretrained:
-        raise FlagError(f"--data_path={data_path} has no sentencepiece.bpe.model and dict.txt: pass --pretrained "
-                        "(its tokenizer is used) or copy the backbone's two files there")
-    spm = Path(pretrained) / "sentencepiece.bpe.model"
-    if not spm.is_file():
-        raise FlagError(f"--pretrained={pretrained} has no sentencepiece.bpe.model (an XLM-R directory is needed)")
+        raise FlagError(f"--data_path={data_path} has no sentencepiece.bpe.model (or tokenizer.json) and dict.txt: "
+                        "pass --pretrained (its tokenizer is used) or copy the backbone's two files there")
+    spm = next((Path(pretrained) / f for f in BACKBONE_SUBWORD_FILES if (Path(pretrained) / f).is_file()), None)
+    if spm is None:
+        raise FlagError(f"--pretrained={pretrained} has none of {', '.join(BACKBONE_SUBWORD_FILES)}: its tokenizer "
+                        "is needed to encode the jsonl text")
     dictionary = Path(pretrained) / "dict.txt"
     if not dictionary.is_file():
         dictionary = Path(output_dir) / "dict.txt"
         if not dictionary.is_file():
-            lines = full_dictionary_lines(str(spm))
+            lines = [f"{piece} 1\n" for piece in load_subword(str(spm)).vocabulary()]
             dictionary.parent.mkdir(parents=True, exist_ok=True)
             dictionary.write_text("".join(lines), encoding="utf-8")
-            notes.append(f"{pretrained} has no dict.txt: wrote XLM-R's ({len(lines)} pieces of "
+            notes.append(f"{pretrained} has no dict.txt: wrote its tokenizer's vocabulary ({len(lines)} pieces of "
                          f"{spm.name}) to {dictionary}")
     notes.append(f"tokenizer: {spm} and {dictionary} (--data_path holds only shards)")
     return ["--spm-model", str(spm), "--dict", str(dictionary)]

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..backbones import is_decoder_type
 from .flags import FlagError
 
 _PAIR_FILE = re.compile(r"(?:train|valid|test)\d*\.([^.]+)-([^.]+)\.([^.]+)\.idx")
@@ -50,6 +51,8 @@ def arch_for(pretrained_dir: str) -> str:
         config = json.loads((Path(pretrained_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise FlagError(f"--pretrained: cannot read {pretrained_dir}/config.json: {e}") from None
+    if is_decoder_type(config.get("model_type")):
+        return "decoder_diffusion"
     if config.get("model_type") == "xlm-roberta-xl":
         return "xlmr_diffusion_xxl" if config.get("hidden_size", 0) >= 4096 else "xlmr_diffusion_xl"
     return "xlmr_diffusion_large" if config.get("hidden_size", 0) >= 1024 else "xlmr_diffusion_base"

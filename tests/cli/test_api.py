@@ -24,6 +24,15 @@ def api_model(reverse_model, reverse_data):
     return DiffusionLM.from_pretrained(str(reverse_model), data=str(reverse_data))
 
 
+def test_eval_returns_the_module_after_make_generation_fast(api_model):
+    """``model.eval()`` chains (``nn.Module`` returns the module), though fairseq's ``make_generation_fast_``
+    replaced ``train`` with a function that returns None and refuses training."""
+    net = api_model.models[0]
+    assert net.eval() is net and not net.training
+    with pytest.raises(RuntimeError, match="make_generation_fast"):
+        net.train()
+
+
 def test_oracle_lengths_match_fairseq_generate(api_model, reverse_model, reverse_data):
     rows = _generate(reverse_data, reverse_model, "--oracle-length")
     ids = sorted(rows)[:60]

@@ -33,9 +33,9 @@ class OfficialLayout(nn.Module):
 
     def __init__(self, hf_dir: Path):
         super().__init__()
-        from transformers import XLMRobertaForMaskedLM
+        from transformers import AutoModelForMaskedLM
 
-        self.model = XLMRobertaForMaskedLM.from_pretrained(hf_dir)
+        self.model = AutoModelForMaskedLM.from_pretrained(hf_dir)  # XLM-R, or XLM-R XL
         self.length_trm = nn.TransformerEncoder(
             nn.TransformerEncoderLayer(d_model=H, nhead=HEADS, dim_feedforward=FFN, batch_first=True), num_layers=1)
         self.length_predictor = nn.Sequential(nn.Linear(H, FFN), nn.Tanh(), nn.Linear(FFN, POSITIONS))
@@ -45,6 +45,17 @@ class OfficialLayout(nn.Module):
         mask = ids.ne(1).int()
         embeds = self.model.roberta.embeddings.word_embeddings(ids)
         return self.model.lm_head(self.model.roberta(inputs_embeds=embeds, attention_mask=mask)[0])
+
+    def denoise_prefix_lm(self, ids, partial):
+        """The official ``forward`` with ``prefix_lm``: rows of ``partial`` (``<s>`` and the prompt) attend to
+        ``partial`` keys only, the others to every token; XLM-R turns the 0/1 mask into −inf (4-D here)."""
+        mask = ids.ne(1).int()
+        ext = mask[:, None, :].repeat(1, ids.size(1), 1)
+        ext_partial = torch.bmm(partial.float()[:, :, None], partial.float()[:, None, :]).int()
+        ext[partial] = ext_partial[partial]
+        additive = (1.0 - ext[:, None].float()) * torch.finfo(torch.float32).min
+        embeds = self.model.roberta.embeddings.word_embeddings(ids)
+        return self.model.lm_head(self.model.roberta(inputs_embeds=embeds, attention_mask=additive)[0])
 
     def length(self, ids):
         """The official ``forward_length``: masked mean of the length layer's output → MLP."""
@@ -56,13 +67,16 @@ class OfficialLayout(nn.Module):
 
 
 def write_release(root: Path, hf_dir: Path, *, tied=True, length_head=True, pretrained=None, step=2000,
-                  old_buffers=False) -> OfficialLayout:
+                  old_buffers=False, bf16=False) -> OfficialLayout:
     """An official model folder: ``args.json``, an empty ``checkpoint-500/`` and ``checkpoint-<step>/``."""
     torch.manual_seed(step)
     ref = OfficialLayout(hf_dir).eval()
     if not tied:  # an untied LM head: its own decoder matrix
         ref.model.lm_head.decoder.weight = nn.Parameter(torch.randn_like(ref.model.lm_head.decoder.weight) * 0.05)
-    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    if bf16:  # as ZeRO-2 saves a bf16 run: the reference computes with the same (rounded) weights in fp32
+        ref = ref.to(torch.bfloat16).float()
+    state = {k: v.to(torch.bfloat16) if bf16 and v.is_floating_point() else v.clone()
+             for k, v in ref.state_dict().items()}
     if tied:
         state["model.lm_head.decoder.weight"] = torch.empty(0)  # how the release stores a tied head
     if not length_head:
@@ -145,11 +159,13 @@ def test_tied_release_with_length_head_gives_the_official_logits(release):
         torch.testing.assert_close(model.predict_length(prompts), ref.length(prompts), atol=1e-5, rtol=1e-5)
 
 
-def test_untied_release_without_length_head(tmp_path, tiny_pretrained):
+def test_untied_bf16_release_without_length_head(tmp_path, tiny_pretrained):
     root = tmp_path / "release"
-    ref = write_release(root, tiny_pretrained, tied=False, length_head=False, step=7000)
+    ref = write_release(root, tiny_pretrained, tied=False, length_head=False, step=7000, bf16=True)
     proc = convert(root, tmp_path / "out")
-    assert "untied LM head, no length head" in proc.stdout
+    assert "untied LM head, no length head, bfloat16 weights (loaded as float32)" in proc.stdout
+    report = json.loads((tmp_path / "out" / "conversion.json").read_text())
+    assert report["weights_dtype"] == "bfloat16" and "--autocast-bf16" in report["half_precision"]
     model, task = load_plugin(tmp_path / "out" / "checkpoint.pt")
     assert model.length_head is None
     assert not torch.equal(model.hf.lm_head.decoder.weight, model.hf.roberta.embeddings.word_embeddings.weight)
@@ -157,6 +173,61 @@ def test_untied_release_without_length_head(tmp_path, tiny_pretrained):
     with torch.no_grad():
         keep = tokens.ne(1)
         torch.testing.assert_close(model(tokens)[keep], ref.denoise(tokens)[keep], atol=1e-5, rtol=1e-5)
+
+
+def test_attention_flags_as_the_official_forward_reads_them(tmp_path, tiny_pretrained):
+    """XLM-R's official forward reads ``prefix_lm`` only: with it the run converts to
+    ``--attention-strategy prefix_lm`` (the official masking, same logits); an ``attention_strategy`` other
+    than full without ``prefix_lm`` was full attention, and converts so (said in the report)."""
+    for prefix, strategy in ((True, "prefix_lm"), (False, "blockwise")):
+        root = tmp_path / f"release_{prefix}"
+        ref = write_release(root, tiny_pretrained, length_head=False)
+        args = json.loads((root / "args.json").read_text())
+        args["model"].update(prefix_lm=prefix, attention_strategy=strategy)
+        (root / "args.json").write_text(json.dumps(args))
+        convert(root, tmp_path / f"out_{prefix}")
+        report = json.loads((tmp_path / f"out_{prefix}" / "conversion.json").read_text())
+        model, task = load_plugin(tmp_path / f"out_{prefix}" / "checkpoint.pt")
+        tokens = batch(task, [9, 5])
+        partial = torch.zeros_like(tokens, dtype=torch.bool)
+        partial[:, :4] = True  # <s> and three prompt tokens
+        keep = tokens.ne(1)
+        with torch.no_grad():
+            if prefix:
+                assert report["attention"] == "prefix_lm" and model.prefix_lm
+                ours, theirs = model(tokens, prompt_mask=partial), ref.denoise_prefix_lm(tokens, partial)
+                assert not torch.allclose(theirs[keep], ref.denoise(tokens)[keep], atol=1e-3)  # it is not full
+            else:
+                assert report["attention"] == "full" and "not read" in report["attention_note"]
+                ours, theirs = model(tokens), ref.denoise(tokens)
+        torch.testing.assert_close(ours[keep], theirs[keep], atol=1e-5, rtol=1e-5)
+
+
+def test_xl_vocabulary_padding_rows_are_left_out(tmp_path, spm_model):
+    """An XLM-R XL/XXL release has 250,880 embedding rows for 250,002 tokens (the official code never
+    resizes them): here a tiny XL with 878 rows past its tokenizer's.  The conversion keeps the rows of
+    the tokens (HF id = dictionary index) and gives the official logits over them."""
+    import sentencepiece as spm
+    from transformers import XLMRobertaXLConfig, XLMRobertaXLForMaskedLM
+
+    tokens_count = spm.SentencePieceProcessor(model_file=str(spm_model)).get_piece_size() + 2
+    xl = tmp_path / "tiny-xl"
+    torch.manual_seed(0)
+    XLMRobertaXLForMaskedLM(XLMRobertaXLConfig(
+        vocab_size=tokens_count + 878, hidden_size=H, num_hidden_layers=2, num_attention_heads=HEADS,
+        intermediate_size=FFN, max_position_embeddings=POSITIONS, pad_token_id=1, type_vocab_size=1)).save_pretrained(xl)
+    shutil.copy(spm_model, xl / "sentencepiece.bpe.model")
+    ref = write_release(tmp_path / "release", xl, length_head=False)
+    convert(tmp_path / "release", tmp_path / "out", "--config", xl)
+    report = json.loads((tmp_path / "out" / "conversion.json").read_text())
+    assert report["dropped_rows"]["count"] == 878 and report["vocabulary"] == tokens_count
+    model, task = load_plugin(tmp_path / "out" / "checkpoint.pt")
+    assert model.hf.config.model_type == "xlm-roberta-xl" and len(task.dictionary) == tokens_count
+    tokens = batch(task, [8, 6])
+    keep = tokens.ne(1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens)[keep], ref.denoise(tokens)[keep][:, :tokens_count],
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_lora_adapter_folder_of_an_xlmr_run(tmp_path, tiny_pretrained):

@@ -274,7 +274,8 @@ def test_instruction_commands_of_the_paper_run_as_written(workdir):
     proc = bash(I_TRAIN, workdir)
     cmd = _command(proc)
     assert _flag(cmd, "--task") == "diffusion_instruct" and _flag(cmd, "--lr") == "1e-5"
-    assert "has no dict.txt: wrote XLM-R's" in proc.stdout and _flag(cmd, "--dict").endswith("flan_2022.xxl/dict.txt")
+    assert "has no dict.txt: wrote its tokenizer's vocabulary" in proc.stdout
+    assert _flag(cmd, "--dict").endswith("flan_2022.xxl/dict.txt")
     proc = user(f"{I_CKPT}\n{I_LENGTH}", workdir)
     assert _flag(_command(proc), "--finetune-from-model").endswith("flan_2022.xxl/checkpoint_last.pt")
 
@@ -361,3 +362,25 @@ def test_pretrained_extra_and_data_folder(tmp_path, translation_data):
     config.mkdir()
     (config / "config.json").write_text(json.dumps({"model_type": "xlm-roberta-xl", "hidden_size": 4096}))
     assert settings.arch_for(str(config)) == "xlmr_diffusion_xxl"
+
+
+def test_instruction_tuning_of_a_llama_backbone_with_lora(tmp_path, spm_model):
+    """``instruction_tuning.sh --pretrained LLAMA_DIR`` (the official code's other backbone): the decoder-only
+    arch, LLaMA's SentencePiece ``tokenizer.model`` and a dictionary of its pieces; LoRA through --extra."""
+    d = tmp_path
+    (d / "scripts").symlink_to(SCRIPTS)
+    llama = d / "llama-tiny"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32}))
+    shutil.copy(spm_model, llama / "tokenizer.model")
+    _jsonl(d / "data" / "flan" / "flan_zs_opt_train.jsonl", [{"inputs": "a", "targets": "b"}])
+    proc = bash("bash scripts/instruction_tuning.sh --data_path=data/flan --pretrained=llama-tiny "
+                "--output_dir=out --train_steps=4 --mini_bsz=8 --extra='--lora --lora-rank 8' --dry-run", d)
+    cmd = _command(proc)
+    assert _flag(cmd, "--arch") == "decoder_diffusion" and _flag(cmd, "--pretrained") == "llama-tiny"
+    assert _flag(cmd, "--spm-model").endswith("llama-tiny/tokenizer.model") and _flag(cmd, "--lora-rank") == "8"
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    pieces = [line.split()[0] for line in Path(d / _flag(cmd, "--dict")).read_text(encoding="utf-8").splitlines()]
+    assert pieces == [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]

@@ -9,7 +9,7 @@ PACKAGE = REPO / "fairseq_dlm"
 # bottom to top; a unit (top-level module or subpackage of fairseq_dlm) may import from its own layer's
 # other units and from the layers below
 LAYERS = [
-    {"errors"},
+    {"errors", "backbones"},
     {"diffusion", "metrics", "safe_load", "tools"},
     {"checkpoints", "compat"},
     {"data", "models", "optim", "criterions", "step_network", "reranking"},
