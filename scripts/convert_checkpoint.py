@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--config", default=None,
                    help="local HF folder whose config.json describes the backbone (needed only for sizes that match "
                    "no XLM-R preset)")
+    o.add_argument("--data", default=None,
+                   help="a task run's binarized data folder (dict.SRC.txt: the pruned dictionary it trained on), when "
+                   "args.json's data_path is not local here")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     h = sub.add_parser("hf", help="exported HuggingFace directory → plugin checkpoint")
@@ -63,7 +66,7 @@ def run(args) -> str:
 
         r = convert_official(args.src, args.out, tokenizer=args.tokenizer, config=args.config,
                              cache_dir=args.cache_dir, step=args.step, overwrite=args.overwrite,
-                             base_model=args.base_model)
+                             base_model=args.base_model, data=args.data)
         lora = f", LoRA r={r['lora']['r']} on {','.join(r['lora']['target_modules'])}" if r.get("lora") else ""
         lora += f", {r['weights_dtype']} weights (loaded as float32)" if r.get("half_precision") else ""
         return (f"wrote {args.out}/checkpoint.pt: {r['backbone']} ({r['model_type']}, {r['layers']} × {r['hidden']}, "

@@ -226,8 +226,9 @@ def rename(state: Dict[str, torch.Tensor], source: str) -> Tuple[Dict[str, torch
     decoder = out.get("hf.lm_head.decoder.weight")
     tied = decoder is None or decoder.numel() == 0 or torch.equal(decoder, embed)
     out["hf.lm_head.decoder.weight"] = embed if tied else decoder
-    # HF keeps lm_head.bias and lm_head.decoder.bias as one parameter: either may be missing
-    bias = out.get("hf.lm_head.bias", out.get("hf.lm_head.decoder.bias"))
+    # HF keeps lm_head.bias and lm_head.decoder.bias as one parameter: either may be missing; when they differ
+    # (remove_redundant_embeddings replaced the decoder only) the forward uses the decoder's
+    bias = out.get("hf.lm_head.decoder.bias", out.get("hf.lm_head.bias"))
     if bias is not None:
         out["hf.lm_head.bias"] = out["hf.lm_head.decoder.bias"] = bias
     return out, tied, any(k.startswith("length_head.") for k in out)
@@ -307,6 +308,8 @@ class Release:
     named: str  # args.json's pretrained (or config) name
     base_dir: Optional[str]  # the local folder of that backbone, when found
     adapter: Optional[dict]  # official_lora.read_adapter(...) for a LoRA run, else None
+    args_data: dict = field(default_factory=dict)  # args.json's "data" section
+    data_dir: Optional[str] = None  # --data: the run's binarized data folder, when it moved
 
     @property
     def source(self) -> str:
@@ -326,11 +329,13 @@ class Parts:
     tied: bool
     flags: List[str] = field(default_factory=list)  # more fairseq-train flags of the rebuilt model
     report: dict = field(default_factory=dict)  # family-specific report entries
+    task: str = "diffusion_instruct"
+    dict_names: Tuple[str, ...] = ("dict.txt",)  # the files the dictionary is written to
 
 
 def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None, config: Optional[str] = None,
                      cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False,
-                     base_model: Optional[str] = None) -> dict:
+                     base_model: Optional[str] = None, data: Optional[str] = None) -> dict:
     """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt``,
     ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report.
 
@@ -355,7 +360,7 @@ def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None,
     named = (args_model.get("pretrained") or args_model.get("config") or "").rstrip("/")
     adapter = lora.read_adapter(ckpt_dir) if lora.adapter_file(ckpt_dir) else None
     release = Release(args_path, ckpt_dir, found_step, args_model, named, find_base(base_model, named, cache_dir),
-                      adapter)
+                      adapter, args.get("data") or {}, data)
     if adapter is not None and release.base_dir is None:
         raise need_base(named, f"{adapter['file']} (LoRA adapters only)")
     parts = (llama.convert_parts if is_llama else _xlmr_parts)(release, tokenizer, config, cache_dir)
@@ -413,6 +418,11 @@ def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str
     hf_config["tie_word_embeddings"] = tied
     spm = find_tokenizer(tokenizer, release.ckpt_dir, release.args_path.parent, named, cache_dir,
                          base_dir=release.base_dir)
+    arch = PRESET_ARCHS.get(os.path.basename(hf_config.get("_name_or_path", "")), "xlmr_diffusion_base")
+    if hf_config["model_type"] == "xlm-roberta-xl" and arch in ("xlmr_diffusion_base", "xlmr_diffusion_large"):
+        arch = "xlmr_diffusion_xl"
+    if release.args_data.get("dataset_type") == "fairseq":  # a task run: trained on its data's own dictionary
+        return _pruned_parts(release, state, hf_config, spm, arch, has_length, tied)
     lines = full_dictionary_lines(str(spm))
     symbols_count = 4 + len(lines) + 1  # fairseq's specials, the pieces, <mask>
     report = {}
@@ -423,9 +433,6 @@ def _xlmr_parts(release: Release, tokenizer: Optional[str], config: Optional[str
             f"{spm} gives a dictionary of {symbols_count} symbols but the weights of {source} have "
             f"{hf_config['vocab_size']} embedding rows: tokenizer and checkpoint do not belong together (a pruned "
             "vocabulary? the released models use the full XLM-R one); pass the right --tokenizer")
-    arch = PRESET_ARCHS.get(os.path.basename(hf_config.get("_name_or_path", "")), "xlmr_diffusion_base")
-    if hf_config["model_type"] == "xlm-roberta-xl" and arch in ("xlmr_diffusion_base", "xlmr_diffusion_large"):
-        arch = "xlmr_diffusion_xl"
     flags, attention = xlmr_attention(release.args_model, release.args_path)
     return Parts(state, hf_config, lines, spm, arch, has_length, tied, flags, dict(report, **attention))
 
@@ -445,6 +452,43 @@ def drop_padding_rows(state: Dict[str, torch.Tensor], hf_config: dict, keep: int
                 rows - keep, keep, keep, rows - 1)
     return {"count": rows - keep, "hf_ids": [keep, rows - 1],
             "why": "XLM-R XL/XXL pad the vocabulary past the tokenizer's tokens; those rows have no token"}
+
+
+def _pruned_parts(release: Release, state: Dict[str, torch.Tensor], hf_config: dict, spm: Path, arch: str,
+                  has_length: bool, tied: bool) -> Parts:
+    """A task run of the official code (``dataset_type`` fairseq): ``remove_redundant_embeddings`` cut the
+    embedding and ``lm_head.decoder`` to the data's dictionary (``Dictionary.load(DATA/dict.SRC.txt)``,
+    its ``<mask>`` or else ``<unk>`` as the mask token), so row i is that dictionary's symbol i.  The
+    converted model is a ``diffusion_lm`` model of the same dictionary (``dict.SRC.txt``, ``dict.TGT.txt``);
+    without a ``<mask>`` in it, the one the task appends takes ``<unk>``'s rows (what the official model fed
+    and scored for masked slots)."""
+    from fairseq.data import Dictionary
+
+    src, tgt = release.args_data.get("src_lang"), release.args_data.get("tgt_lang")
+    folder = release.data_dir or release.args_data.get("data_path") or ""
+    path = Path(folder, f"dict.{src}.txt")
+    if not src or not tgt or not path.is_file():
+        raise OfficialCheckpointError(
+            f"{release.args_path}: a task run (dataset_type fairseq) was trained on the pruned dictionary of its "
+            f"data, {path}, which is not here: pass --data DIR, the run's binarized data folder (dict.{src}.txt)")
+    dictionary = Dictionary.load(str(path))
+    rows = hf_config["vocab_size"]
+    if rows != len(dictionary):
+        raise OfficialCheckpointError(f"{path} has {len(dictionary)} symbols but the weights of {release.source} have "
+                                      f"{rows} embedding rows: the dictionary is not the run's; pass its --data")
+    report = {"pruned_dictionary": str(path)}
+    if "<mask>" not in dictionary.indices:
+        unk = dictionary.unk()
+        for key in ("hf.roberta.embeddings.word_embeddings.weight", "hf.lm_head.decoder.weight",
+                    "hf.lm_head.decoder.bias", "hf.lm_head.bias"):
+            state[key] = torch.cat([state[key], state[key][unk:unk + 1]])
+        hf_config["vocab_size"] = rows + 1
+        report["mask"] = f"{path} has no <mask>: the official code masked with <unk>; the appended <mask> has its rows"
+    lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    flags, attention = xlmr_attention(release.args_model, release.args_path)
+    flags += ["--source-lang", src, "--target-lang", tgt]
+    return Parts(state, hf_config, lines, spm, arch, has_length, tied, flags, dict(report, **attention),
+                 task="diffusion_lm", dict_names=(f"dict.{src}.txt", f"dict.{tgt}.txt"))
 
 
 def xlmr_attention(args_model: dict, args_path: Path) -> Tuple[List[str], dict]:
@@ -470,12 +514,13 @@ def _write(out_dir: str, parts: Parts, args_path: Path, report: dict, source: st
     from ..data.dictionary import load_dictionary
 
     final = os.path.abspath(out_dir)
-    with staged_dir(out_dir, owned=OUTPUT_FILES) as stage:
-        Path(stage, "dict.txt").write_text("".join(parts.lines), encoding="utf-8")
+    with staged_dir(out_dir, owned=OUTPUT_FILES + tuple(parts.dict_names)) as stage:
+        for name in parts.dict_names:
+            Path(stage, name).write_text("".join(parts.lines), encoding="utf-8")
         shutil.copy(parts.spm, Path(stage, "sentencepiece.bpe.model"))
         shutil.copy(args_path, Path(stage, "args.json"))
-        symbols = list(load_dictionary(os.path.join(stage, "dict.txt")).symbols)
-        cfg = training_cfg(final, "diffusion_instruct", parts.arch, parts.length_head,
+        symbols = list(load_dictionary(os.path.join(stage, parts.dict_names[0])).symbols)
+        cfg = training_cfg(final, parts.task, parts.arch, parts.length_head,
                            backbone_state(parts.hf_config, symbols), parts.flags)
         check_state_dict(cfg, parts.state, source, stage)
         write_checkpoint(os.path.join(stage, CHECKPOINT), cfg, parts.state, report["step"], report)

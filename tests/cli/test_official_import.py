@@ -230,6 +230,57 @@ def test_xl_vocabulary_padding_rows_are_left_out(tmp_path, spm_model):
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_task_run_with_a_pruned_dictionary(tmp_path, tiny_pretrained, spm_model):
+    """A task run (``dataset_type`` fairseq): the official ``remove_redundant_embeddings`` cut the embedding
+    and ``lm_head.decoder`` to the data's ``dict.de.txt`` and left ``lm_head.bias`` at full size (stale).
+    It converts to a ``diffusion_lm`` model of that dictionary with the official logits; a dictionary
+    without ``<mask>`` (the official code then masks with ``<unk>``) gets one with ``<unk>``'s rows."""
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    pieces = [sp.id_to_piece(i) for i in range(10, 40)]
+    for with_mask in (True, False):
+        data = tmp_path / f"data_{with_mask}"
+        data.mkdir()
+        (data / "dict.de.txt").write_text("".join(f"{p} 1\n" for p in pieces + (["<mask>"] if with_mask else [])))
+        d = Dictionary.load(str(data / "dict.de.txt"))
+        root = tmp_path / f"run_{with_mask}"
+        ref = write_release(root, tiny_pretrained, length_head=False)
+        hf_id = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": sp.get_piece_size() + 1}  # XLM-R ids
+        rows = torch.tensor([hf_id.get(s, sp.piece_to_id(s) + 1) for s in d.symbols])
+        with torch.no_grad():  # remove_redundant_embeddings
+            emb = ref.model.roberta.embeddings.word_embeddings.weight[rows].clone()
+            ref.model.roberta.embeddings.word_embeddings = nn.Embedding.from_pretrained(emb, freeze=False,
+                                                                                        padding_idx=1)
+            decoder = nn.Linear(H, len(rows))
+            decoder.weight.data = ref.model.lm_head.decoder.weight[rows].clone()
+            decoder.bias.data = ref.model.lm_head.decoder.bias[rows].clone()
+            ref.model.lm_head.decoder = decoder
+        state = ref.state_dict()
+        assert state["model.lm_head.bias"].shape[0] == sp.get_piece_size() + 2 != len(rows)  # the stale one
+        torch.save(state, root / "checkpoint-2000" / "pytorch_model.bin")
+        args = json.loads((root / "args.json").read_text())
+        args["data"] = {"dataset_type": "fairseq", "data_path": str(tmp_path / "moved"), "src_lang": "de",
+                        "tgt_lang": "en"}
+        (root / "args.json").write_text(json.dumps(args))
+        out = tmp_path / f"out_{with_mask}"
+        proc = convert(root, out, check=False)
+        assert proc.returncode == 2 and "pass --data DIR" in proc.stderr and "dict.de.txt" in proc.stderr
+        convert(root, out, "--data", data)
+        assert (out / "dict.de.txt").is_file() and (out / "dict.en.txt").is_file()
+        model, task = load_plugin(out / "checkpoint.pt")
+        n = len(d)
+        assert len(task.source_dictionary) == n + (0 if with_mask else 1)
+        tokens = batch(task, [7, 11])
+        keep = tokens.ne(1)
+        with torch.no_grad():
+            ours, theirs = model(tokens)[keep], ref.denoise(tokens)[keep]
+        torch.testing.assert_close(ours[:, :n], theirs, atol=1e-5, rtol=1e-5)
+        if not with_mask:
+            assert torch.equal(ours[:, n], ours[:, 3])  # the appended <mask> scores as <unk> did
+
+
 def test_lora_adapter_folder_of_an_xlmr_run(tmp_path, tiny_pretrained):
     """``--lora`` runs saved only peft's adapters (``base_model.model.`` + the official name): the
     conversion puts them on the pretrained backbone (args.json's ``pretrained``, a local folder here)
