@@ -22,8 +22,11 @@ Both modules compute the same function (the length head of ``models/length_head.
 layer, masked mean and MLP), so the converted model gives the official logits.  The backbone's
 config comes from the tensor sizes (one of the four XLM-R presets; the ``pretrained`` name of
 ``args.json`` must agree), or from a local HF ``config.json`` (``--config``, or ``pretrained`` when it
-is a local folder) for other sizes; no hub access.  The vocabulary is the full XLM-R one: the
-dictionary is written from the release's SentencePiece model (dictionary index = HF token id).
+is a local folder) for other sizes; no hub access.  The vocabulary of an instruction release is the
+full XLM-R one: the dictionary is written from the release's SentencePiece model (dictionary index = HF
+token id; XL/XXL's padding rows past the tokens are left out, :func:`drop_padding_rows`).  A task run
+(``data.dataset_type`` fairseq) trained on its data's pruned dictionary (:func:`_pruned_parts`).  The
+attention is what the official XLM-R forward reads, ``prefix_lm`` (:func:`xlmr_attention`).
 """
 import json
 import logging
@@ -290,10 +293,10 @@ def find_base(base_model: Optional[str], named: str, cache_dir: Optional[str]) -
 
 
 def need_base(named: str, what: str) -> OfficialCheckpointError:
-    return OfficialCheckpointError(f"{what} needs the pretrained backbone the run started from "
-                                   f"({named or 'unnamed'} in "
-                                   "args.json), which is not a local folder here: pass --base-model DIR (a local copy: "
-                                   "config.json, tokenizer, weights) or --cache-dir with it in the HF cache layout")
+    return OfficialCheckpointError(f"{what} needs the pretrained backbone the run started from ({named or 'unnamed'} "
+                                   "in args.json), which is not a local folder here: pass --base-model DIR (a local "
+                                   "copy: config.json, tokenizer, weights) or --cache-dir with it in the HF cache "
+                                   "layout")
 
 
 # ------------------------------------------------------------------------------ conversion
@@ -336,12 +339,14 @@ class Parts:
 def convert_official(src: str, out_dir: str, *, tokenizer: Optional[str] = None, config: Optional[str] = None,
                      cache_dir: Optional[str] = None, step: Optional[int] = None, overwrite: bool = False,
                      base_model: Optional[str] = None, data: Optional[str] = None) -> dict:
-    """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt``,
-    ``sentencepiece.bpe.model``, ``args.json``, ``conversion.json``); returns the conversion report.
+    """Convert the official model folder ``src`` into ``out_dir`` (``checkpoint.pt``, ``dict.txt`` — a task
+    run: ``dict.SRC.txt`` and ``dict.TGT.txt`` —, ``sentencepiece.bpe.model``, ``args.json``,
+    ``conversion.json``); returns the conversion report.
 
     XLM-R and LLaMA releases (:mod:`.official_llama`), full weights or LoRA adapter folders
     (:mod:`.official_lora`, which need the base model: ``base_model``, else args.json's ``pretrained``
-    as a local folder or in the HF cache ``cache_dir``)."""
+    as a local folder or in the HF cache ``cache_dir``); a task run's pruned dictionary is read from
+    ``data`` or args.json's ``data_path``."""
     from ..models.lora import lora_flags, plugin_keys
     from . import official_llama as llama
     from . import official_lora as lora

@@ -2,11 +2,12 @@
 
 Under ``--lora`` the backbone's own weights never change, so a checkpoint of ``fairseq-train`` need
 not repeat them.  With ``--lora-adapters-only`` the model's ``state_dict()`` leaves out every frozen
-backbone tensor (``hf.*`` except the adapters and the biases ``--lora-bias`` trains) and adds
-:data:`FINGERPRINT_KEY`, a SHA-1 of those tensors (names, shapes, dtypes and a strided sample of
-their values: a different base is told apart; a single edited weight may not be).  ``cfg.model.lora_base``
-records where the frozen weights are read back from (:func:`read_base`): the ``--finetune-from-model``
-checkpoint, or the ``--pretrained`` directory (gathered to the dictionary as at training).
+backbone tensor (``hf.*`` except the adapters and the biases ``--lora-bias`` trains); the model config
+records where they are read back from, ``lora_base`` (:func:`read_base`: the ``--finetune-from-model``
+checkpoint, or the ``--pretrained`` directory, gathered to the dictionary as at training), and their
+:func:`fingerprint`, ``lora_base_fingerprint`` (a SHA-1 of names, shapes, dtypes and a strided sample of
+the values: a different base is told apart; a single edited weight may not be).  The state dict itself
+holds only floating tensors, so fairseq's EMA and checkpoint averaging treat it as any other.
 
 Loading a compact state into a model that already holds its base (training, EMA) only checks the
 fingerprint; into a model built from a checkpoint's config (``fairseq-generate``, the API, resuming)
@@ -25,7 +26,6 @@ from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-FINGERPRINT_KEY = "lora_base_fingerprint"
 _SAMPLES = 1 << 16  # values hashed per tensor
 
 
@@ -41,8 +41,8 @@ def frozen_keys(model: nn.Module) -> List[str]:
     return out
 
 
-def fingerprint(tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """``[20]`` uint8 SHA-1 of ``tensors`` (keys without ``.base_layer.``; a strided sample of each)."""
+def fingerprint(tensors: Dict[str, torch.Tensor]) -> str:
+    """Hex SHA-1 of ``tensors`` (keys without ``.base_layer.``; a strided sample of each)."""
     h = hashlib.sha1()
     for key in sorted(tensors, key=lambda k: k.replace(".base_layer.", ".")):
         value = tensors[key].detach()
@@ -50,7 +50,7 @@ def fingerprint(tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
         flat = value.reshape(-1)
         step = max(1, flat.numel() // _SAMPLES)
         h.update(flat[::step].to(torch.float64).cpu().numpy().tobytes())
-    return torch.tensor(list(h.digest()), dtype=torch.uint8)
+    return h.hexdigest()
 
 
 def read_base(cfg, symbols: List[str], pad: int, keys: List[str]) -> Dict[str, torch.Tensor]:
@@ -76,8 +76,9 @@ def read_base(cfg, symbols: List[str], pad: int, keys: List[str]) -> Dict[str, t
     else:
         from ..checkpoints.reading import read_checkpoint
 
-        source = read_checkpoint(path)["model"]
-        if FINGERPRINT_KEY in source:
+        state = read_checkpoint(path)
+        source = state["model"]
+        if ((state.get("cfg") or {}).get("model") or {}).get("lora_adapters_only"):
             raise ConfigError(f"{path} is itself a --lora-adapters-only checkpoint; the base of a compact checkpoint "
                               "must hold its weights (a full checkpoint or a --pretrained directory)")
     out, missing = {}, []

@@ -17,12 +17,12 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.distributed import fsdp_wrap
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
+from ..backbones import DECODER_TYPES, is_decoder_type
 from ..errors import ConfigError
 from .backbone import build_backbone, check_pretrained_matches, load_length_head
-from ..backbones import DECODER_TYPES, is_decoder_type
 from .length_head import LengthHead
 from .lora import LORA_BIAS, add_lora, has_lora
-from .lora_checkpoint import FINGERPRINT_KEY, fingerprint, frozen_keys, read_base
+from .lora_checkpoint import fingerprint, frozen_keys, read_base
 from .prompt_cache import (
     ATTENTION_STRATEGIES, PromptKV, RecordKV, additive_mask, position_ids, prefix_lm_allowed, response_rows,
 )
@@ -119,6 +119,11 @@ class XLMRDiffusionConfig(FairseqDataclass):
         metadata={"help": "where a --lora-adapters-only checkpoint's frozen weights are read from (a full checkpoint "
                           "or a HF directory); recorded at training, set it (--model-overrides) when that file moved"},
     )
+    lora_base_fingerprint: Optional[str] = field(
+        default=None,
+        metadata={"help": "written by the plugin, not a flag to set: SHA-1 of the frozen weights of a "
+                          "--lora-adapters-only model, checked when they are read back"},
+    )
     backbone_state: Optional[str] = field(
         default=None,
         metadata={
@@ -149,6 +154,8 @@ class XLMRDiffusionModel(BaseFairseqModel):
         # read from cfg.lora_base when the model is built from a checkpoint's config
         self._base_ready = cfg.backbone_state is None
         self._base_fingerprint = None
+        if self.compact_lora and self._base_ready:  # built from --pretrained: the base is in place
+            self._record_fingerprint()
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
         # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
@@ -231,38 +238,49 @@ class XLMRDiffusionModel(BaseFairseqModel):
         """Whether checkpoints leave the frozen backbone out (``--lora --lora-adapters-only``)."""
         return bool(getattr(self.cfg, "lora_adapters_only", False)) and has_lora(self.hf)
 
-    def base_fingerprint(self) -> torch.Tensor:
-        """``[20]`` uint8 fingerprint of the frozen backbone weights (:mod:`.lora_checkpoint`), cached."""
+    def base_fingerprint(self) -> str:
+        """Fingerprint of the frozen backbone weights in place (:mod:`.lora_checkpoint`), cached."""
         if self._base_fingerprint is None:
             own = torch.nn.Module.state_dict(self)
             self._base_fingerprint = fingerprint({k: own[k] for k in frozen_keys(self)})
         return self._base_fingerprint
 
+    def _record_fingerprint(self) -> None:
+        """Write the base's fingerprint into the model config (saved with every checkpoint)."""
+        from omegaconf import OmegaConf, open_dict
+
+        self._base_fingerprint = None
+        if OmegaConf.is_config(self.cfg):
+            with open_dict(self.cfg):
+                self.cfg.lora_base_fingerprint = self.base_fingerprint()
+        else:
+            self.cfg.lora_base_fingerprint = self.base_fingerprint()
+
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
-        """The module's state; under ``--lora-adapters-only`` without the frozen backbone tensors and with
-        their fingerprint (:mod:`.lora_checkpoint`)."""
+        """The module's state; under ``--lora-adapters-only`` without the frozen backbone tensors
+        (:mod:`.lora_checkpoint`)."""
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         if self.compact_lora:
             for key in frozen_keys(self):
                 state.pop(prefix + key, None)
-            state[prefix + FINGERPRINT_KEY] = self.base_fingerprint()
         return state
 
-    def _fill_frozen(self, state_dict: dict, own: dict, saved_fingerprint: torch.Tensor) -> None:
-        """A compact LoRA state: add the frozen tensors (this model's own, or read from ``cfg.lora_base``)
-        and check that they are the ones the adapters were trained on."""
-        keys = [k for k in frozen_keys(self) if k not in state_dict]
+    def _fill_frozen(self, state_dict: dict, own: dict, keys) -> None:
+        """A compact LoRA state: add the frozen tensors ``keys`` (this model's own, or read from
+        ``cfg.lora_base``) and check that they are the ones the adapters were trained on."""
         if self._base_ready:
             base = {k: own[k] for k in keys}
             found = self.base_fingerprint()
         else:
             base = read_base(self.cfg, self._symbols, self.pad, keys)
             found = fingerprint(base)
-        if not torch.equal(found, saved_fingerprint.to(found.dtype)):
+        saved = getattr(self.cfg, "lora_base_fingerprint", None)
+        if saved and found != saved:
+            where = "of this model" if self._base_ready else f"read from {self.cfg.lora_base}"
             raise ConfigError(
-                f"the frozen weights {'of this model' if self._base_ready else 'read from ' + str(self.cfg.lora_base)} "
-                "are not the ones the checkpoint's LoRA adapters were trained on (fingerprints differ): load the "
-                "checkpoint with the base it was trained from (--model-overrides \"{'lora_base': 'PATH'}\")")
+                f"the frozen weights {where} are not the ones the checkpoint's LoRA adapters were trained on "
+                "(fingerprints differ): load the checkpoint with the base it was trained from (--model-overrides "
+                "\"{'lora_base': 'PATH'}\")")
         state_dict.update(base)
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
@@ -274,9 +292,13 @@ class XLMRDiffusionModel(BaseFairseqModel):
         gets its frozen weights back (:meth:`_fill_frozen`)."""
         own = torch.nn.Module.state_dict(self)
         state_dict = dict(state_dict)
-        saved_fingerprint = state_dict.pop(FINGERPRINT_KEY, None)
-        if saved_fingerprint is not None:
-            self._fill_frozen(state_dict, own, saved_fingerprint)
+        renamed = [k for k in own if ".base_layer." in k and k not in state_dict
+                   and k.replace(".base_layer.", ".") in state_dict]
+        for k in renamed:  # a checkpoint without LoRA into a model with it: the base layers' weights
+            state_dict[k] = state_dict.pop(k.replace(".base_layer.", "."))
+        frozen_missing = [k for k in frozen_keys(self) if k not in state_dict] if self.compact_lora else []
+        if frozen_missing:
+            self._fill_frozen(state_dict, own, frozen_missing)
         missing_head = [k for k in own if k.startswith("length_head.") and k not in state_dict]
         if missing_head:
             logger.info("checkpoint has no length head: initialising it fresh (%d tensors)", len(missing_head))
@@ -287,10 +309,6 @@ class XLMRDiffusionModel(BaseFairseqModel):
             for k in extra_head:
                 del state_dict[k]
 
-        renamed = [k for k in own if ".base_layer." in k and k not in state_dict
-                   and k.replace(".base_layer.", ".") in state_dict]
-        for k in renamed:  # a checkpoint without LoRA into a model with it: the base layers' weights
-            state_dict[k] = state_dict.pop(k.replace(".base_layer.", "."))
         fresh = [k for k in own if ".lora_" in k and k not in state_dict]
         if fresh:
             logger.info("checkpoint has no LoRA adapters: starting them fresh (%d tensors)", len(fresh))
@@ -311,9 +329,9 @@ class XLMRDiffusionModel(BaseFairseqModel):
             )
         result = super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
         self.loaded_from_checkpoint = True
-        if saved_fingerprint is None:  # a full state: new frozen weights (e.g. --finetune-from-model)
-            self._base_fingerprint = None
         self._base_ready = True
+        if self.compact_lora and not frozen_missing:  # a full state: new frozen weights (--finetune-from-model)
+            self._record_fingerprint()
         return result
 
     def _check_tying(self, state_dict) -> None:

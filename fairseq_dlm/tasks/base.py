@@ -245,9 +245,11 @@ class DiffusionTask(FairseqTask):
             if restored is not None:
                 with open_dict(cfg):
                     cfg.backbone_state = json.dumps(restored)
-            if getattr(cfg, "lora_adapters_only", False) and not cfg.lora_base:
+            if getattr(cfg, "lora_adapters_only", False):
                 with open_dict(cfg):
-                    cfg.lora_base = self._lora_base(cfg, restored)
+                    cfg.lora_base = cfg.lora_base or self._lora_base(cfg, restored)
+                    if restored is not None and restored.get("lora_base_fingerprint"):  # resuming a compact run
+                        cfg.lora_base_fingerprint = restored["lora_base_fingerprint"]
         elif getattr(cfg, "backbone_state", None) is None and self.state.state_dict.get("backbone"):
             with open_dict(cfg):  # checkpoints written before 2026-12 kept it in the task state
                 cfg.backbone_state = json.dumps(self.state.state_dict["backbone"])
@@ -293,7 +295,9 @@ class DiffusionTask(FairseqTask):
             logger.warning("%s holds no backbone config (written by another task?); building the model from "
                            "the command line", path)
             return None
-        return dict(saved, source=path, lora_base=((state.get("cfg") or {}).get("model") or {}).get("lora_base"))
+        model_cfg = (state.get("cfg") or {}).get("model") or {}
+        return dict(saved, source=path, lora_base=model_cfg.get("lora_base"),
+                    lora_base_fingerprint=model_cfg.get("lora_base_fingerprint"))
 
     def _stop_if_finished(self, path: str, state: dict) -> None:
         """A resumed run whose checkpoint already has ``--max-update`` updates ends here, untouched.

@@ -188,10 +188,10 @@ def test_lora_adapts_the_model_to_a_new_task_and_leaves_its_weights_alone(lora_c
 
     # the checkpoint holds the adapters and a fingerprint of the frozen weights, which come back from the base
     base = load_checkpoint_to_cpu(str(llama_reverse))["model"]
-    tuned = load_checkpoint_to_cpu(str(ckpt))["model"]
-    assert sorted({k.split(".self_attn.")[1].split(".")[0] for k in tuned if ".lora_" in k}) == ["k_proj", "o_proj",
-                                                                                                "q_proj", "v_proj"]
-    assert {k for k in tuned if ".lora_" not in k} == {"lora_base_fingerprint"}
+    saved = load_checkpoint_to_cpu(str(ckpt))
+    tuned, fingerprint = saved["model"], saved["cfg"]["model"]["lora_base_fingerprint"]
+    assert sorted({k.split(".self_attn.")[1].split(".")[0] for k in tuned}) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert all(".lora_" in k for k in tuned) and re.fullmatch(r"[0-9a-f]{40}", fingerprint)
     assert ckpt.stat().st_size < 0.5 * llama_reverse.stat().st_size
     for key, value in torch.nn.Module.state_dict(m.models[0]).items():  # the loaded model, base included
         if ".lora_" not in key:
@@ -207,16 +207,18 @@ def test_lora_adapts_the_model_to_a_new_task_and_leaves_its_weights_alone(lora_c
     torch.save(state, other)
     with pytest.raises(ConfigError, match="fingerprints differ"):
         _load(ckpt, copy, lora_base=str(other))
-    # fairseq-train resumes a compact checkpoint (its frozen weights read back from the recorded base)
+    # fairseq-train resumes a compact checkpoint (its frozen weights read back from the recorded base and
+    # checked); fairseq's EMA (--store-ema) keeps compact states too
     resumed = tmp_path / "resumed"
     shutil.copytree(ckpt.parent, resumed)
     cli("train", copy, *REVERSE_TRAIN, "--max-tokens", 2000, "--arch", "llama_diffusion_tiny", "--attention-strategy",
         "prefix_lm", "--lora", "--lora-rank", 8, "--lora-target-modules", "q_proj,k_proj,v_proj,o_proj",
         "--lora-adapters-only", "--criterion", "diffusion_lm", "--lr", "5e-3", "--max-update", 205,
-        "--disable-validation", "--save-dir", resumed)
+        "--store-ema", "--ema-start-update", 201, "--disable-validation", "--save-dir", resumed)
     again = load_checkpoint_to_cpu(str(resumed / "checkpoint_last.pt"))
     assert again["optimizer_history"][-1]["num_updates"] == 205
-    assert torch.equal(again["model"]["lora_base_fingerprint"], tuned["lora_base_fingerprint"])
+    assert again["cfg"]["model"]["lora_base_fingerprint"] == fingerprint
+    assert all(".lora_" in k for k in again["extra_state"]["ema"])
     # a random backbone cannot be read back: refused
     proc = cli("train", copy, *REVERSE_TRAIN, "--arch", "llama_diffusion_tiny", "--lora", "--lora-adapters-only",
                "--criterion", "diffusion_lm", "--max-update", 1, "--save-dir", tmp_path / "random", check=False)
