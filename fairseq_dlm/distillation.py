@@ -26,7 +26,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 from .errors import UserError
 
@@ -179,14 +179,13 @@ def distill(opts: DistillOptions, command: str) -> dict:
     for split in opts.splits:
         tokens = distill_split(task, models, generator, split, out, opts)
         write_binarized(tokens, task.target_dictionary, out / f"{split}.{src}-{tgt}.{tgt}")
-        bpe = _post_process(task.target_dictionary)
-        text = [task.target_dictionary.string(torch.tensor(tokens[i], dtype=torch.long), bpe)
-                for i in range(len(tokens))]
+        detok = _detokenizer(task.target_dictionary, data)
+        text = [detok(torch.tensor(tokens[i], dtype=torch.long)) for i in range(len(tokens))]
         (out / "text").mkdir(exist_ok=True)
         (out / "text" / f"{split}.{tgt}").write_text("".join(t + "\n" for t in text), encoding="utf-8")
         counts[split] = len(tokens)
         if split == "valid":
-            bleu = _bleu(task, split, text)
+            bleu = _bleu(task, split, text, detok)
     for name in os.listdir(data):  # dictionaries, sources and untouched splits
         target_side = any(name.startswith(f"{s}.{src}-{tgt}.{tgt}.") for s in opts.splits)
         if os.path.isfile(data / name) and not target_side and name != "README.md":
@@ -196,19 +195,24 @@ def distill(opts: DistillOptions, command: str) -> dict:
     return report
 
 
-def _post_process(dictionary):
-    """``sentencepiece`` for a dictionary of SentencePiece pieces (``▁`` word starts), else None (the
-    text is the tokens, space-separated)."""
-    return "sentencepiece" if any(s.startswith("\u2581") for s in dictionary.symbols) else None
+def _detokenizer(dictionary, data: Path) -> Callable[..., str]:
+    """Token ids → text: through the data folder's HF ``tokenizer.json`` when it has one (byte-level BPE),
+    with SentencePiece post-processing for a dictionary of ``▁`` pieces, else the tokens space-separated."""
+    if (data / "tokenizer.json").is_file():
+        from .data.subword import TokenizerJson
+
+        decode = TokenizerJson(str(data / "tokenizer.json")).detokenize
+        return lambda tokens: decode(dictionary.string(tokens).split())
+    bpe = "sentencepiece" if any(s.startswith("\u2581") for s in dictionary.symbols) else None
+    return lambda tokens: dictionary.string(tokens, bpe)
 
 
-def _bleu(task, split: str, hyps: List[str]) -> dict:
+def _bleu(task, split: str, hyps: List[str], detok: Callable[..., str]) -> dict:
     """The teacher's cased BLEU on ``split`` against the folder's own references."""
     from .metrics import get_metric
 
     dataset = task.dataset(split)
-    d = task.target_dictionary
-    refs = [d.string(dataset[i]["target"], _post_process(d)) for i in range(len(hyps))]
+    refs = [detok(dataset[i]["target"]) for i in range(len(hyps))]
     result = get_metric("bleu").score(hyps, refs)
     return {"bleu": round(result.value, 2), "signature": result.signature, "n": result.n}
 

@@ -38,7 +38,10 @@ post-processor) whose Unigram vocabulary is the dictionary: ``<s> <pad> </s> <un
 dictionary's pieces with their SentencePiece scores, ``<mask>`` last.  For a full vocabulary it
 encodes exactly like the plugin (pieces → dictionary indices); for a pruned one it does so on text
 whose pieces are all kept, while text with dropped pieces is segmented into kept (shorter) pieces
-where the plugin writes ``<unk>``.  A ``diffusion_lm`` checkpoint trained on pre-encoded data may
+where the plugin writes ``<unk>``.  With an HF ``tokenizer.json`` (a BPE, e.g. byte-level:
+:mod:`fairseq_dlm.data.subword`), ``tokenizer.json`` is that tokenizer with its vocabulary re-keyed to
+the dictionary's ids (the same merges and segmentation; the dictionary must hold all its tokens, as
+``prepare_translation.py`` makes it).  A ``diffusion_lm`` checkpoint trained on pre-encoded data may
 have no SentencePiece model: it is exported with a whitespace tokenizer (``tokenizer.json`` maps
 each whitespace-separated dictionary symbol to its index, what ``fairseq-preprocess`` did to the
 training text) and a warning; pass ``--spm-model FILE`` to export a tokenizer of raw text.
