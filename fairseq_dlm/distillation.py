@@ -198,10 +198,10 @@ def distill(opts: DistillOptions, command: str) -> dict:
 def _detokenizer(dictionary, data: Path) -> Callable[..., str]:
     """Token ids → text: through the data folder's HF ``tokenizer.json`` when it has one (byte-level BPE),
     with SentencePiece post-processing for a dictionary of ``▁`` pieces, else the tokens space-separated."""
-    if (data / "tokenizer.json").is_file():
-        from .data.subword import TokenizerJson
+    from .data.subword import TOKENIZER_JSON, TokenizerJson
 
-        decode = TokenizerJson(str(data / "tokenizer.json")).detokenize
+    if (data / TOKENIZER_JSON).is_file():
+        decode = TokenizerJson(str(data / TOKENIZER_JSON)).detokenize
         return lambda tokens: decode(dictionary.string(tokens).split())
     bpe = "sentencepiece" if any(s.startswith("\u2581") for s in dictionary.symbols) else None
     return lambda tokens: dictionary.string(tokens, bpe)

@@ -54,6 +54,7 @@ from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 from ..data.dictionary import MASK, SPECIALS, dictionary_lines
+from ..data.subword import SPM_FILE, TOKENIZER_JSON
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
@@ -64,8 +65,7 @@ from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 logger = logging.getLogger(__name__)
 
 DIFFUSION_CONFIG = "diffusion_config.json"
-SPM_FILE = "sentencepiece.bpe.model"
-HF_TOKENIZER_FILE = "tokenizer.json"
+HF_TOKENIZER_FILE = TOKENIZER_JSON
 EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", SPM_FILE, "dict.txt",
                 LENGTH_HEAD_FILE, DIFFUSION_CONFIG, ADAPTER_DIR)

@@ -28,11 +28,10 @@ from typing import Dict, Optional
 
 import torch
 
-from ..models.lora import adapter_targets
+from ..models.lora import PEFT_PREFIX, adapter_targets
 from .official import OfficialCheckpointError, read_weights, read_weights_file
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-_PEFT_PREFIX = "base_model.model."
 
 
 def adapter_file(ckpt_dir: Path) -> Optional[Path]:
@@ -61,7 +60,7 @@ def read_adapter(ckpt_dir: Path) -> dict:
         raise OfficialCheckpointError(f"{cfg_path} is not valid JSON ({e}); re-download the model") from None
     state, other = {}, []
     for key, value in read_weights_file(path).items():
-        name = key[len(_PEFT_PREFIX):] if key.startswith(_PEFT_PREFIX) else key
+        name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
         if not re.search(r"\.lora_[AB]\.weight$", name):
             other.append(key)
         elif re.search(r"\.(embed_tokens|lm_head|word_embeddings|decoder)\.lora_", name):

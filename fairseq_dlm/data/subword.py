@@ -20,8 +20,10 @@ from typing import List, Optional, Sequence
 
 from ..errors import MissingFileError, UserError
 
+SPM_FILE = "sentencepiece.bpe.model"  # XLM-R's SentencePiece model, and the name a data folder keeps one under
+TOKENIZER_JSON = "tokenizer.json"  # an HF tokenizers model
 # the file names a data or model folder holds the subword model under, in the order they are looked for
-SUBWORD_FILES = ("sentencepiece.bpe.model", "tokenizer.json")
+SUBWORD_FILES = (SPM_FILE, TOKENIZER_JSON)
 FAIRSEQ_SYMBOLS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 

@@ -26,7 +26,7 @@ DEFAULT_TARGETS = {"xlm-roberta": ["query", "value"], "xlm-roberta-xl": ["query"
 LORA_BIAS = ("none", "all", "lora_only")
 ADAPTER_DIR = "lora_adapter"  # the peft adapter folder inside an export (scripts/export_hf.py)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-_PEFT_PREFIX = "base_model.model."  # PeftModel's wrapper around the model, in saved adapter keys
+PEFT_PREFIX = "base_model.model."  # PeftModel's wrapper around the model, in saved adapter keys
 
 
 def target_modules(cfg, model_type: str) -> List[str]:
@@ -83,7 +83,7 @@ def adapter_folder(hf_model: nn.Module) -> Tuple[object, Dict[str, torch.Tensor]
 
     config = hf_model.peft_config["default"]
     state = get_peft_model_state_dict(hf_model, save_embedding_layers=False)
-    return config, {_PEFT_PREFIX + k: v.detach().contiguous() for k, v in state.items()}
+    return config, {PEFT_PREFIX + k: v.detach().contiguous() for k, v in state.items()}
 
 
 def write_adapter_folder(config, state: Dict[str, torch.Tensor], out_dir: str) -> int:
@@ -106,7 +106,7 @@ def read_adapter_folder(folder: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
 
     with open(os.path.join(folder, "adapter_config.json"), encoding="utf-8") as f:
         config = json.load(f)
-    state = {k[len(_PEFT_PREFIX):] if k.startswith(_PEFT_PREFIX) else k: v
+    state = {k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k: v
              for k, v in load_file(os.path.join(folder, ADAPTER_WEIGHTS)).items()}
     return config, state
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..data.subword import SPM_FILE, TOKENIZER_JSON
 from .checkpoint_choice import resolve_checkpoint
 from .flags import FlagError, positive_int
 from .settings import (arch_for, ds_config_flags, fix_direction, resolve_pretrained,
@@ -165,7 +166,7 @@ def eval_task(values, cuda: bool, notes: List[str]) -> List[str]:
 
 
 # a backbone folder's subword model, in the order looked for: XLM-R's, LLaMA's SentencePiece, an HF tokenizer.json
-BACKBONE_SUBWORD_FILES = ("sentencepiece.bpe.model", "tokenizer.model", "tokenizer.json")
+BACKBONE_SUBWORD_FILES = (SPM_FILE, "tokenizer.model", TOKENIZER_JSON)
 
 
 def instruct_vocabulary(data_path: str, pretrained: Optional[str], output_dir: str, notes: List[str]) -> List[str]:

@@ -141,9 +141,9 @@ class DiffusionTask(FairseqTask):
             raise ConfigError(f"--eval-metric {cfg.eval_metric!r} is not a metric; known: {', '.join(available_metrics())}")
         post_process = cfg.eval_post_process
         if post_process == "hf_tokenizer":
-            from ..data.subword import TokenizerJson
+            from ..data.subword import TOKENIZER_JSON, TokenizerJson
 
-            path = os.path.join(str(cfg.data).split(os.pathsep)[0], "tokenizer.json")
+            path = os.path.join(str(cfg.data).split(os.pathsep)[0], TOKENIZER_JSON)
             if not os.path.isfile(path):
                 raise ConfigError(f"--eval-post-process hf_tokenizer needs the data folder's tokenizer.json ({path} "
                                   "does not exist): prepare the data with --spm-model PATH/tokenizer.json")
