@@ -38,6 +38,7 @@ from fairseq import utils
 from fairseq.hub_utils import GeneratorHubInterface
 from omegaconf import open_dict
 
+from .data.subword import is_tokenizer_json
 from .diffusion.options import DEFAULTS
 from .errors import ArgumentTypeError, ConfigError
 from .inference import PretrainedPathError, locate  # noqa: F401  (public: the paths from_pretrained takes)
@@ -49,7 +50,7 @@ class DiffusionLM(GeneratorHubInterface):
     """A loaded diffusion LM with its task, dictionary and tokenizer (see the module docstring)."""
 
     def __init__(self, cfg, task, models, spm_model: Optional[str] = None, keep: Any = None):
-        if spm_model and str(spm_model).endswith(".json"):  # an HF tokenizer.json (data/subword.py)
+        if is_tokenizer_json(spm_model):
             with open_dict(cfg):
                 cfg.bpe = {"_name": "hf_tokenizer", "hf_tokenizer_json": spm_model}
         elif spm_model:

@@ -54,7 +54,7 @@ from types import SimpleNamespace
 from typing import List, Optional, Tuple
 
 from ..data.dictionary import MASK, SPECIALS, dictionary_lines
-from ..data.subword import SPM_FILE, TOKENIZER_JSON
+from ..data.subword import SPM_FILE, TOKENIZER_JSON, is_tokenizer_json
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE
@@ -65,8 +65,7 @@ from .outputs import OutputPathError, check_out_dir, refuse_existing, staged_dir
 logger = logging.getLogger(__name__)
 
 DIFFUSION_CONFIG = "diffusion_config.json"
-HF_TOKENIZER_FILE = TOKENIZER_JSON
-EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
+EXPORT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", TOKENIZER_JSON,
                 "tokenizer_config.json", "special_tokens_map.json", SPM_FILE, "dict.txt",
                 LENGTH_HEAD_FILE, DIFFUSION_CONFIG, ADAPTER_DIR)
 # diffusion_config.json "decoding" key -> the DecodingOptions field it holds
@@ -148,7 +147,7 @@ def find_spm(cfg: dict, task, data: str, spm_model: Optional[str]) -> Optional[s
         return spm_model  # checked by export_checkpoint before anything is loaded
     bpe = cfg.get("bpe") or {}
     candidates = [getattr(task.cfg, "spm_model", None), os.path.join(data, SPM_FILE),
-                  os.path.join(data, HF_TOKENIZER_FILE),
+                  os.path.join(data, TOKENIZER_JSON),
                   bpe.get("sentencepiece_model") if bpe.get("_name") == "sentencepiece" else None,
                   bpe.get("hf_tokenizer_json") if bpe.get("_name") == "hf_tokenizer" else None]
     return next((c for c in candidates if c and os.path.isfile(c)), None)
@@ -163,16 +162,12 @@ def spm_pieces(spm_model: str) -> List[Tuple[str, float]]:
     return [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
 
 
-def _is_json(path: Optional[str]) -> bool:
-    return bool(path) and str(path).endswith(".json")
-
-
 def vocabulary_kind(symbols: List[str], spm_model: Optional[str], tied: bool) -> str:
     """``full`` (every piece of the SentencePiece model, XLM-R's order, or every token of a tokenizer.json;
     or the model's own vocabulary when there is no subword model and the LM head is tied) or ``pruned``."""
     if spm_model is None:
         return "full" if tied else "pruned"
-    if _is_json(spm_model):
+    if is_tokenizer_json(spm_model):
         from ..data.subword import TokenizerJson
 
         return "full" if set(symbols[len(SPECIALS):-1]) >= set(TokenizerJson(spm_model).vocabulary()) else "pruned"
@@ -182,7 +177,7 @@ def vocabulary_kind(symbols: List[str], spm_model: Optional[str], tied: bool) ->
 
 def check_spm_fits(symbols: List[str], spm_model: str) -> None:
     """Refuse a subword model that does not know most dictionary symbols (another vocabulary)."""
-    if _is_json(spm_model):
+    if is_tokenizer_json(spm_model):
         from ..data.subword import TokenizerJson
 
         known = set(TokenizerJson(spm_model).vocab)
@@ -289,7 +284,7 @@ def make_tokenizer(symbols: List[str], spm_model: Optional[str], ckpt: str, data
     module docstring)."""
     if spm_model is not None:
         check_spm_fits(symbols, spm_model)
-        if _is_json(spm_model):
+        if is_tokenizer_json(spm_model):
             return bpe_json_tokenizer(symbols, spm_model), "hf_tokenizer"
         return sentencepiece_tokenizer(symbols, spm_model), "sentencepiece"
     logger.warning("no SentencePiece model known for %s (no --spm-model, task spm_model, %s or --bpe "
@@ -414,7 +409,7 @@ def export_checkpoint(path: str, out_dir: str, *, data: Optional[str] = None, sp
         save_tokenizer(tokenizer, stage, model.max_positions(), xlmr=kind == "sentencepiece")
         with open(os.path.join(stage, "dict.txt"), "w", encoding="utf-8") as f:
             f.writelines(dictionary_lines(task.dictionary, ExportError))
-        if spm is not None and not _is_json(spm):
+        if spm is not None and not is_tokenizer_json(spm):
             shutil.copy(spm, os.path.join(stage, SPM_FILE))
         sizes = None
         if model.length_head is not None:

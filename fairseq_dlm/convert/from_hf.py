@@ -25,11 +25,12 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..data.subword import SPM_FILE, TOKENIZER_JSON
 from ..diffusion.options import GENERATION_FLAGS, flag
 from ..errors import UserError
 from ..models.backbone import LENGTH_HEAD_FILE as LENGTH_HEAD
 from ..models.lora import ADAPTER_WEIGHTS, adapter_targets, lora_flags, plugin_keys, read_adapter_folder
-from .export_hf import DECODING_KEYS, DIFFUSION_CONFIG, FORMAT, HF_TOKENIZER_FILE, SPM_FILE
+from .export_hf import DECODING_KEYS, DIFFUSION_CONFIG, FORMAT
 from .outputs import check_out_dir, refuse_existing, staged_dir
 from .plugin_checkpoint import CHECKPOINT, backbone_state, check_state_dict, training_cfg, write_checkpoint
 
@@ -61,7 +62,7 @@ def read_export(src: str) -> dict:
         raise ExportedDirError(f"{p / DIFFUSION_CONFIG} names task {meta.get('task')!r}; known: {', '.join(TASKS)}")
     needed = ["config.json", "dict.txt"] + ([LENGTH_HEAD] if meta.get("length_head") else [])
     if meta["task"] == "diffusion_instruct":
-        needed.append(HF_TOKENIZER_FILE if meta.get("tokenizer") == "hf_tokenizer" else SPM_FILE)
+        needed.append(TOKENIZER_JSON if meta.get("tokenizer") == "hf_tokenizer" else SPM_FILE)
     if not (p / "model.safetensors").is_file() and not (p / "model.safetensors.index.json").is_file():
         needed.append("model.safetensors")
     if meta.get("lora_adapter"):
@@ -149,7 +150,7 @@ def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
         state.update(read_length_head(Path(src, LENGTH_HEAD)))
     arch = _arch(meta, hf_config)
     final = os.path.abspath(out)
-    files = [CHECKPOINT, "conversion.json", SPM_FILE, HF_TOKENIZER_FILE] + _dict_files(meta)
+    files = [CHECKPOINT, "conversion.json", SPM_FILE, TOKENIZER_JSON] + _dict_files(meta)
     with staged_dir(out, owned=files) as stage:
         for name in _dict_files(meta):
             shutil.copy(Path(src, "dict.txt"), Path(stage, name))
@@ -157,7 +158,7 @@ def convert_hf_dir(src: str, out: str, overwrite: bool = False) -> dict:
         if has_spm:
             shutil.copy(Path(src, SPM_FILE), Path(stage, SPM_FILE))
         elif meta.get("tokenizer") == "hf_tokenizer":  # the exported tokenizer.json (dictionary ids) encodes the text
-            shutil.copy(Path(src, HF_TOKENIZER_FILE), Path(stage, HF_TOKENIZER_FILE))
+            shutil.copy(Path(src, TOKENIZER_JSON), Path(stage, TOKENIZER_JSON))
             has_spm = True
         from ..data.dictionary import load_dictionary
 

@@ -182,8 +182,6 @@ def hf_config(config_dir: str, state: Dict[str, torch.Tensor], symbols: int, sou
 def convert_parts(release: Release, tokenizer: Optional[str], config: Optional[str], cache_dir: Optional[str]) -> Parts:
     """A LLaMA release: the base model's config (``config`` or the base folder), LLaMA's ``tokenizer.model``,
     the weights (full, or the pretrained ones resized as the official code resizes them + the adapters)."""
-    from transformers import AutoConfig
-
     from . import official_lora as lora
 
     source, base_dir = release.source, release.base_dir
@@ -211,9 +209,8 @@ def convert_parts(release: Release, tokenizer: Optional[str], config: Optional[s
             "pass the run's own --tokenizer (and --base-model)")
     lines, rows = dictionary_rows(spm, vocab)
     check_finite(state, source)
-    tie = bool(AutoConfig.from_pretrained(config_dir).to_dict().get("tie_word_embeddings", False))
-    tied = gather_vocabulary(state, rows, tie)
     config = hf_config(config_dir, state, len(rows), source)
+    tied = gather_vocabulary(state, rows, bool(config.get("tie_word_embeddings", False)))
     config["tie_word_embeddings"] = tied
     room = int(config["max_position_embeddings"]) - 2  # the plugin's positions start at pad + 1 = 2
     return Parts(state, config, lines, spm, "decoder_diffusion", False, tied, ["--max-positions", str(room)],

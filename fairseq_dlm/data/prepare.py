@@ -231,9 +231,9 @@ def load_spm(path: str):
 
 def subword_file_name(path: str) -> str:
     """The name the output folder keeps the subword model under (where inference looks for it)."""
-    from .subword import SPM_FILE, TOKENIZER_JSON
+    from .subword import SPM_FILE, TOKENIZER_JSON, is_tokenizer_json
 
-    return TOKENIZER_JSON if str(path).endswith(".json") else SPM_FILE
+    return TOKENIZER_JSON if is_tokenizer_json(path) else SPM_FILE
 
 
 def encode_chunk(sp, pairs, stats, out_files, workers: int) -> None:

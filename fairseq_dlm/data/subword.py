@@ -104,12 +104,17 @@ class TokenizerJson:
         return [t for t in tokens if t not in FAIRSEQ_SYMBOLS]
 
 
+def is_tokenizer_json(path: Optional[str]) -> bool:
+    """Whether the subword model file ``path`` is an HF tokenizer.json (else a SentencePiece model)."""
+    return bool(path) and str(path).endswith(".json")
+
+
 def load_subword(path: str):
     """The subword model of ``path``: :class:`TokenizerJson` for a ``.json`` file, else :class:`SentencePieceModel`."""
     if not path or not os.path.isfile(path):
         raise MissingFileError(f"no subword model at {path}: pass the backbone's sentencepiece.bpe.model / "
                                "tokenizer.model (SentencePiece) or tokenizer.json (HF tokenizers)")
-    return TokenizerJson(path) if str(path).endswith(".json") else SentencePieceModel(path)
+    return TokenizerJson(path) if is_tokenizer_json(path) else SentencePieceModel(path)
 
 
 def find_subword(folder: Optional[str]) -> Optional[str]:

@@ -69,8 +69,7 @@ def continuation_elbo(model, prompt: torch.Tensor, continuation: torch.Tensor, d
     picked = lprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
     counts = masks.sum(dim=1).tolist()
     sums = [float(chunk.sum()) for chunk in picked.split(counts)]
-    offsets = [0] + torch.tensor(counts).cumsum(0).tolist()
     full = which[0]  # every slot masked
-    greedy = bool((lprobs[offsets[full]:offsets[full + 1]].argmax(dim=-1) == targets[offsets[full]:offsets[full + 1]]).all())
+    greedy = bool((lprobs.split(counts)[full].argmax(dim=-1) == targets.split(counts)[full]).all())
     bounds = [C / l * sums[i] for i, (l, _) in zip(which[1:], draws)]
     return sum(bounds) / len(bounds), greedy

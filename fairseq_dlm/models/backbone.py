@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import ConfigError, MissingFileError
 from ..backbones import is_decoder_type
+from ..errors import ConfigError, MissingFileError
 from .lora import ADAPTER_DIR
 from .vocab import load_backbone_vocab, map_dictionary, report_missing
 

@@ -20,6 +20,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+
 def _hf():
     import transformers
 

@@ -16,13 +16,13 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
+from ..backbones import is_decoder_type
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 # the official default (XLM-R: query, value) and its counterpart in the decoder-only families
-DEFAULT_TARGETS = {"xlm-roberta": ["query", "value"], "xlm-roberta-xl": ["query", "value"],
-                   "llama": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"]}
+ENCODER_TARGETS, DECODER_TARGETS = ["query", "value"], ["q_proj", "v_proj"]
 LORA_BIAS = ("none", "all", "lora_only")
 ADAPTER_DIR = "lora_adapter"  # the peft adapter folder inside an export (scripts/export_hf.py)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -32,7 +32,7 @@ PEFT_PREFIX = "base_model.model."  # PeftModel's wrapper around the model, in sa
 def target_modules(cfg, model_type: str) -> List[str]:
     """``--lora-target-modules`` (comma-separated names of linear layers), else the family's default."""
     given = [t.strip() for t in str(cfg.lora_target_modules or "").split(",") if t.strip()]
-    return given or DEFAULT_TARGETS.get(model_type, ["query", "value"])
+    return given or list(DECODER_TARGETS if is_decoder_type(model_type) else ENCODER_TARGETS)
 
 
 def add_lora(hf_model: nn.Module, cfg) -> None:
@@ -58,8 +58,12 @@ def add_lora(hf_model: nn.Module, cfg) -> None:
                 cfg.lora_alpha, ",".join(targets), trainable, total, 100 * trainable / max(total, 1))
 
 
+def _is_lora_layer(module: nn.Module) -> bool:
+    return hasattr(module, "base_layer") and hasattr(module, "lora_A")
+
+
 def has_lora(hf_model: nn.Module) -> bool:
-    return any(hasattr(m, "base_layer") and hasattr(m, "lora_A") for m in hf_model.modules())
+    return any(_is_lora_layer(m) for m in hf_model.modules())
 
 
 def merge_lora(hf_model: nn.Module, merge: bool = True) -> int:
@@ -67,7 +71,7 @@ def merge_lora(hf_model: nn.Module, merge: bool = True) -> int:
     base layer back in its place; returns the number of layers unwrapped."""
     merged = 0
     for name, module in list(hf_model.named_modules()):
-        if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
+        if _is_lora_layer(module):
             if merge:
                 module.merge()
             parent = hf_model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else hf_model

@@ -150,12 +150,6 @@ class XLMRDiffusionModel(BaseFairseqModel):
             add_lora(hf_model, cfg)
         elif getattr(cfg, "lora_adapters_only", False):
             raise ConfigError("--lora-adapters-only keeps only the LoRA adapters in checkpoints: add --lora")
-        # the frozen weights a compact LoRA checkpoint leaves out: in place (trained from them), or to be
-        # read from cfg.lora_base when the model is built from a checkpoint's config
-        self._base_ready = cfg.backbone_state is None
-        self._base_fingerprint = None
-        if self.compact_lora and self._base_ready:  # built from --pretrained: the base is in place
-            self._record_fingerprint()
         if cfg.checkpoint_activations:
             hf_model.gradient_checkpointing_enable()
         # under --ddp-backend fully_sharded fairseq builds the model inside fsdp_enable_wrap, so
@@ -178,6 +172,13 @@ class XLMRDiffusionModel(BaseFairseqModel):
                 raise ConfigError("--freeze-backbone leaves nothing to train without --length-head")
             hf_model.requires_grad_(False)
         self.loaded_from_checkpoint = False
+        # the frozen weights a compact LoRA checkpoint leaves out, listed once requires_grad is final: in place
+        # (trained from them), or read from cfg.lora_base when the model is built from a checkpoint's config
+        self._frozen_keys = frozen_keys(self) if getattr(cfg, "lora_adapters_only", False) else []
+        self._base_ready = cfg.backbone_state is None
+        self._base_fingerprint = None
+        if self.compact_lora and self._base_ready:  # built from --pretrained: the base is in place
+            self._record_fingerprint()
 
     @classmethod
     def build_model(cls, cfg: XLMRDiffusionConfig, task):
@@ -242,7 +243,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         """Fingerprint of the frozen backbone weights in place (:mod:`.lora_checkpoint`), cached."""
         if self._base_fingerprint is None:
             own = torch.nn.Module.state_dict(self)
-            self._base_fingerprint = fingerprint({k: own[k] for k in frozen_keys(self)})
+            self._base_fingerprint = fingerprint({k: own[k] for k in self._frozen_keys})
         return self._base_fingerprint
 
     def _record_fingerprint(self) -> None:
@@ -261,7 +262,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
         (:mod:`.lora_checkpoint`)."""
         state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
         if self.compact_lora:
-            for key in frozen_keys(self):
+            for key in self._frozen_keys:
                 state.pop(prefix + key, None)
         return state
 
@@ -296,7 +297,7 @@ class XLMRDiffusionModel(BaseFairseqModel):
                    and k.replace(".base_layer.", ".") in state_dict]
         for k in renamed:  # a checkpoint without LoRA into a model with it: the base layers' weights
             state_dict[k] = state_dict.pop(k.replace(".base_layer.", "."))
-        frozen_missing = [k for k in frozen_keys(self) if k not in state_dict] if self.compact_lora else []
+        frozen_missing = [k for k in self._frozen_keys if k not in state_dict] if self.compact_lora else []
         if frozen_missing:
             self._fill_frozen(state_dict, own, frozen_missing)
         missing_head = [k for k in own if k.startswith("length_head.") and k not in state_dict]

@@ -264,12 +264,8 @@ class DiffusionTask(FairseqTask):
     def _lora_base(self, cfg, restored: Optional[dict]) -> str:
         """Where the frozen weights of ``--lora-adapters-only`` checkpoints are read back from: the base of
         the compact checkpoint being resumed, the ``--finetune-from-model`` checkpoint, or ``--pretrained``."""
-        if restored is not None:
-            if restored.get("lora_base"):
-                return restored["lora_base"]
-            if self.cfg.finetune_from_model and os.path.samefile(restored["source"], self.cfg.finetune_from_model):
-                return os.path.abspath(self.cfg.finetune_from_model)
-            return os.path.abspath(restored["source"])  # a full checkpoint being resumed
+        if restored is not None:  # a compact run's own base, else the full checkpoint being loaded
+            return restored.get("lora_base") or os.path.abspath(restored["source"])
         if cfg.pretrained:
             return os.path.abspath(cfg.pretrained)
         raise ConfigError("--lora-adapters-only leaves the frozen weights out of checkpoints, so they must be readable "
